@@ -61,25 +61,6 @@ class RasterOutput:
     face_id: jax.Array | None
 
 
-def _clip_coords(vertices: jax.Array, projection: jax.Array) -> jax.Array:
-    """``(B, V, 3)`` model points -> ``(B, V, 3)`` ``(x_h, y_h, w)`` with w = depth > 0 visible."""
-    h = jnp.einsum("bij,bvj->bvi", projection[:, :, :3], vertices) + projection[:, None, :, 3]
-    return -h  # release convention: the third coordinate is negative in front of the camera
-
-
-def _triangle_setup(clip_tri: jax.Array):
-    """Adjugate rows and determinant of ``M = [v0 v1 v2]`` (columns) for ``(..., 3, 3)`` tris.
-
-    ``clip_tri[..., k, :]`` is vertex k's ``(x_h, y_h, w)``. Returns ``(adj, det)`` with
-    ``adj (..., 3, 3)`` such that ``alpha = adj @ (x, y, 1) / det``.
-    """
-    v0, v1, v2 = clip_tri[..., 0, :], clip_tri[..., 1, :], clip_tri[..., 2, :]
-    # Rows of adj(M) for M with columns v0, v1, v2 are the cross products of the columns.
-    adj = jnp.stack([jnp.cross(v1, v2), jnp.cross(v2, v0), jnp.cross(v0, v1)], axis=-2)
-    det = jnp.sum(v0 * adj[..., 0, :], axis=-1)
-    return adj, det
-
-
 def _face_bits(num_faces: int) -> int:
     bits = max(1, math.ceil(math.log2(num_faces + 1)))
     if bits > 24:
@@ -90,13 +71,69 @@ def _face_bits(num_faces: int) -> int:
     return bits
 
 
+def _triangle_setup(corners: jax.Array, projection: jax.Array, face_mask: jax.Array, *, height: int, width: int, near: float):
+    """Per-triangle set-up, structure-of-arrays (every quantity its own ``(B, F)`` array).
+
+    Args:
+      corners: ``(Bm, F, 3, 3)`` model-space triangle corners (``Bm`` is 1 or B).
+      projection: ``(B, 3, 4)``; face_mask: ``(Bm, F)`` bool.
+
+    Returns:
+      dict with ``adj`` (9 arrays: rows of the sign-normalised adjugate of the corners'
+      homogeneous pixel coordinates, relative to the origin ``ox, oy``), ``ox, oy`` (box
+      centre), ``det`` (``|det M|``), ``x_lo, x_hi, y_lo, y_hi`` (range of covered pixel
+      indices, clipped to the image), ``valid``, ``w`` (3 corner depths) and ``crosses``
+      (a corner is behind the near plane).
+    """
+    p = projection[:, None]  # (B, 1, 3, 4)
+    xyz = [[corners[:, :, k, c] for c in range(3)] for k in range(3)]
+
+    def hom(row, k):  # release convention: visible points have a negative third coordinate
+        x, y, z = xyz[k]
+        return -(p[..., row, 0] * x + p[..., row, 1] * y + p[..., row, 2] * z + p[..., row, 3])
+
+    xh = [hom(0, k) for k in range(3)]
+    yh = [hom(1, k) for k in range(3)]
+    w = [hom(2, k) for k in range(3)]
+    front = [wk > near for wk in w]
+    all_front = front[0] & front[1] & front[2]
+    any_front = front[0] | front[1] | front[2]
+    sx = [jnp.clip(xh[k] / jnp.where(front[k], w[k], 1.0), -1e9, 1e9) for k in range(3)]
+    sy = [jnp.clip(yh[k] / jnp.where(front[k], w[k], 1.0), -1e9, 1e9) for k in range(3)]
+    # Pixel j is tested when its centre j + 0.5 lies in the projected box; a triangle with a
+    # corner behind the near plane has an unbounded projection: test the whole image.
+    x_lo = jnp.where(all_front, jnp.ceil(jnp.minimum(jnp.minimum(sx[0], sx[1]), sx[2]) - 0.5), 0.0)
+    x_hi = jnp.where(all_front, jnp.floor(jnp.maximum(jnp.maximum(sx[0], sx[1]), sx[2]) - 0.5), width - 1.0)
+    y_lo = jnp.where(all_front, jnp.ceil(jnp.minimum(jnp.minimum(sy[0], sy[1]), sy[2]) - 0.5), 0.0)
+    y_hi = jnp.where(all_front, jnp.floor(jnp.maximum(jnp.maximum(sy[0], sy[1]), sy[2]) - 0.5), height - 1.0)
+    x_lo, x_hi = jnp.clip(x_lo, 0, width - 1), jnp.clip(x_hi, -1, width - 1)
+    y_lo, y_hi = jnp.clip(y_lo, 0, height - 1), jnp.clip(y_hi, -1, height - 1)
+    # Move the screen origin to the box centre before forming the adjugate: x_h -> x_h - ox w
+    # is unimodular (det and alpha unchanged) and avoids the catastrophic cancellation of
+    # ~300 px coordinates for small or thin triangles.
+    ox, oy = 0.5 * (x_lo + x_hi) + 0.5, 0.5 * (y_lo + y_hi) + 0.5
+    x = [xh[k] - ox * w[k] for k in range(3)]
+    y = [yh[k] - oy * w[k] for k in range(3)]
+
+    def cross(i, j):  # rows of adj(M), M = [v0 v1 v2] with v = (x, y, w)
+        return (y[i] * w[j] - w[i] * y[j], w[i] * x[j] - x[i] * w[j], x[i] * y[j] - y[i] * x[j])
+
+    adj = (*cross(1, 2), *cross(2, 0), *cross(0, 1))
+    det = x[0] * adj[0] + y[0] * adj[1] + w[0] * adj[2]
+    sign = jnp.where(det < 0, -1.0, 1.0)
+    valid = face_mask & any_front & (det != 0) & (x_hi >= x_lo) & (y_hi >= y_lo)
+    return dict(
+        adj=tuple(a * sign for a in adj), ox=ox, oy=oy, det=jnp.abs(det),
+        x_lo=x_lo, x_hi=x_hi, y_lo=y_lo, y_hi=y_hi, valid=valid, w=w, crosses=valid & ~all_front,
+    )
+
+
 @functools.partial(
     jax.jit,
     static_argnames=("height", "width", "tile", "block", "near", "silhouette_only", "location"),
 )
 def _render_batch(
-    vertices: jax.Array,
-    faces: jax.Array,
+    corners: jax.Array,
     face_mask: jax.Array,
     projection: jax.Array,
     *,
@@ -108,92 +145,77 @@ def _render_batch(
     silhouette_only: bool,
     location: bool,
 ) -> RasterOutput:
-    batch, num_faces = faces.shape[0], faces.shape[1]
+    batch, num_faces = projection.shape[0], corners.shape[1]
+    n_tri = batch * num_faces
     k = tile
     tiles_y, tiles_x = -(-height // k), -(-width // k)
     fbits = _face_bits(num_faces)
     # Depth levels: what the int32 key leaves beside the face id, capped at 22 bits so that
     # the quantised depth is exact in float32 (a rounded-up 2**31 would wrap negative).
     qmax = (1 << min(31 - fbits, 22)) - 1
+    # The barrier materialises the set-up once: otherwise XLA fuses its whole elementwise
+    # chain into every column of the row table below and recomputes it per column.
+    t = jax.lax.optimization_barrier(
+        _triangle_setup(corners, projection, face_mask, height=height, width=width, near=near)
+    )
+    valid = jnp.broadcast_to(t["valid"], (batch, num_faces))
 
-    clip = _clip_coords(vertices, projection)  # (B, V, 3)
-    tri = jax.vmap(lambda c, f: c[f])(clip, faces)  # (B, F, 3 verts, 3)
-    w = tri[..., 2]  # (B, F, 3)
-    in_front = w > near
-    all_front = jnp.all(in_front, axis=-1)
-    any_front = jnp.any(in_front, axis=-1)
-    valid = face_mask & any_front
+    # Per-image depth range of the drawable surface, for key quantisation: the corners in
+    # front of the near plane, extended down to `near` when a triangle crosses that plane.
+    w_vis = [jnp.where(valid & (wk > near), wk, jnp.nan) for wk in t["w"]]
+    w_min = jnp.nanmin(jnp.stack([jnp.nanmin(wk, axis=1) for wk in w_vis]), axis=0)
+    w_max = jnp.nanmax(jnp.stack([jnp.nanmax(wk, axis=1) for wk in w_vis]), axis=0)
+    w_lo = jnp.where(jnp.any(t["crosses"], axis=1), near, jnp.nan_to_num(w_min, nan=near))
+    w_hi = jnp.nan_to_num(w_max, nan=near + 1.0)
+    q_scale = qmax / jnp.maximum(w_hi - w_lo, 1e-12)
 
-    # Bounding box of pixel centres j + 0.5 in [min, max]; whole image if a vertex is behind.
-    safe_w = jnp.where(in_front, w, 1.0)
-    sx = tri[..., 0] / safe_w
-    sy = tri[..., 1] / safe_w
-    big = jnp.float32(1e9)
-    x_lo = jnp.where(all_front, jnp.ceil(jnp.clip(jnp.min(sx, -1), -big, big) - 0.5), 0.0)
-    x_hi = jnp.where(all_front, jnp.floor(jnp.clip(jnp.max(sx, -1), -big, big) - 0.5), width - 1.0)
-    y_lo = jnp.where(all_front, jnp.ceil(jnp.clip(jnp.min(sy, -1), -big, big) - 0.5), 0.0)
-    y_hi = jnp.where(all_front, jnp.floor(jnp.clip(jnp.max(sy, -1), -big, big) - 0.5), height - 1.0)
-    x_lo = jnp.clip(x_lo, 0, width - 1)
-    x_hi = jnp.clip(x_hi, -1, width - 1)
-    y_lo = jnp.clip(y_lo, 0, height - 1)
-    y_hi = jnp.clip(y_hi, -1, height - 1)
-    # Move each triangle's screen origin to its box centre before forming the adjugate:
-    # x_h -> x_h - ox * w is unimodular (det and alpha unchanged) and avoids the catastrophic
-    # cancellation of ~300 px coordinates for small or thin triangles.
-    origin = jnp.stack([0.5 * (x_lo + x_hi) + 0.5, 0.5 * (y_lo + y_hi) + 0.5], -1)  # (B, F, 2)
-    shift = jnp.concatenate([origin, jnp.zeros_like(origin[..., :1])], -1)
-    adj, det = _triangle_setup(tri - shift[..., None, :] * w[..., None])
-    valid = valid & (det != 0) & (x_hi >= x_lo) & (y_hi >= y_lo)
-    tx0 = (x_lo.astype(jnp.int32)) // k
-    ty0 = (y_lo.astype(jnp.int32)) // k
-    ntx = jnp.where(valid, x_hi.astype(jnp.int32) // k - tx0 + 1, 0)
-    nty = jnp.where(valid, y_hi.astype(jnp.int32) // k - ty0 + 1, 0)
-    counts = (ntx * nty).reshape(-1)  # (B*F,)
+    # Tiles overlapped by each triangle's box, and their prefix sum over the batch.
+    tx0 = t["x_lo"].astype(jnp.int32) // k
+    ty0 = t["y_lo"].astype(jnp.int32) // k
+    ntx = jnp.where(valid, t["x_hi"].astype(jnp.int32) // k - tx0 + 1, 0)
+    nty = jnp.where(valid, t["y_hi"].astype(jnp.int32) // k - ty0 + 1, 0)
+    counts = (ntx * nty).reshape(n_tri)
     ends = jnp.cumsum(counts)
     total = ends[-1]
     starts = ends - counts
 
-    # Per-image depth range of the drawable surface, for key quantisation: the vertices in
-    # front of the near plane, extended down to `near` when a triangle crosses that plane.
-    w_vis = jnp.where(in_front & valid[..., None], w, jnp.nan)
-    crosses = jnp.any(valid & ~all_front, axis=1)
-    w_lo = jnp.where(crosses, near, jnp.nan_to_num(jnp.nanmin(w_vis, axis=(1, 2)), nan=near))
-    w_hi = jnp.nan_to_num(jnp.nanmax(w_vis, axis=(1, 2)), nan=near + 1.0)
-    q_scale = qmax / jnp.maximum(w_hi - w_lo, 1e-12)
+    # One row per triangle so that a chunk needs a single gather (XLA:CPU gathers cost per
+    # index): 9 adjugate entries, origin, |det| (also used for shading), first tile, tiles
+    # per row, prefix sum (integers below 2**24, exact in float32).
+    def flat(x):
+        return jnp.broadcast_to(x, (batch, num_faces))
 
-    # Per-triangle data gathered by chunks: adjugate (signed so that det > 0) and bookkeeping.
-    sign = jnp.sign(det)[..., None, None]
-    adj = adj * sign
-    abs_det = jnp.abs(det)
-    # One gather per chunk: 9 adjugate entries, the origin, |det|.
-    tri_data = jnp.concatenate(
-        [adj.reshape(batch, num_faces, 9), origin, abs_det[..., None]], -1
-    ).reshape(batch * num_faces, 12)
-    # One row per triangle, so that a chunk needs a single gather (XLA:CPU gathers cost per
-    # index): the 12 shading values, then the first tile, tiles per row and the prefix sum
-    # (integers below 2**24, exact in float32), then the image's depth quantisation.
-    img_of_tri = jnp.repeat(jnp.arange(batch, dtype=jnp.int32), num_faces)
-    rows = jnp.concatenate(
-        [
-            tri_data,
-            jnp.stack([tx0.reshape(-1), ty0.reshape(-1), jnp.maximum(ntx.reshape(-1), 1), starts], -1).astype(jnp.float32),
-            jnp.stack([w_lo[img_of_tri], q_scale[img_of_tri]], -1),
-        ],
+    rows = jnp.stack(
+        [flat(a) for a in t["adj"]]
+        + [flat(t["ox"]), flat(t["oy"]), flat(t["det"])]
+        + [flat(x).astype(jnp.float32) for x in (tx0, ty0, jnp.maximum(ntx, 1))]
+        + [starts.astype(jnp.float32).reshape(batch, num_faces)],
         -1,
-    )  # (B*F, 18)
+    ).reshape(n_tri, 16)
+
+    # Chunk -> triangle map for the first `capacity` chunks, built once: each triangle's id
+    # scattered (max) at its first chunk, then a running max fills the chunks in between
+    # (an empty triangle shares its start with the next one, whose larger id wins). Chunks
+    # beyond the capacity, if any, fall back to a binary search of the prefix sums.
+    capacity = n_tri + batch * tiles_y * tiles_x
+    ids = jnp.arange(n_tri, dtype=jnp.int32)
+    chunk_tri = jax.lax.cummax(jnp.zeros((capacity,), jnp.int32).at[starts].max(ids, mode="drop"))
+
     off = jnp.arange(k, dtype=jnp.float32) + 0.5
     num_buffers = batch * tiles_y * tiles_x
-
     empty = jnp.int8(0) if silhouette_only else _EMPTY
     zbuf = jnp.full((num_buffers, k, k), empty, jnp.int8 if silhouette_only else jnp.int32)
 
     def body(carry):
         it, buf = carry
         j = it * block + jnp.arange(block, dtype=jnp.int32)
-        live = j < total
-        t = jnp.searchsorted(ends, j, side="right").astype(jnp.int32)
-        t = jnp.minimum(t, batch * num_faces - 1)
-        a = jnp.take(rows, t, axis=0, mode="clip")  # (C, 18)
+        tri = jax.lax.cond(
+            (it + 1) * block <= capacity,
+            lambda: jnp.take(chunk_tri, j, mode="clip"),
+            lambda: jnp.searchsorted(ends, j, side="right").astype(jnp.int32),
+        )
+        tri = jnp.minimum(tri, n_tri - 1)
+        a = jnp.take(rows, tri, axis=0, mode="clip")  # (C, 16)
         local = j - a[:, 15].astype(jnp.int32)
         per_row = a[:, 14].astype(jnp.int32)
         ty_local = local // per_row
@@ -201,64 +223,50 @@ def _render_batch(
         ty = a[:, 13].astype(jnp.int32) + ty_local
         px = (tx * k).astype(jnp.float32)[:, None, None] + off[None, None, :]
         py = (ty * k).astype(jnp.float32)[:, None, None] + off[None, :, None]
-        inside_image = (px < width) & (py < height)
-        px = px - a[:, 9, None, None]
-        py = py - a[:, 10, None, None]
-        alpha = [
-            a[:, 3 * r, None, None] * px + a[:, 3 * r + 1, None, None] * py + a[:, 3 * r + 2, None, None]
-            for r in range(3)
-        ]
+        inside = (px < width) & (py < height)
+        lx = px - a[:, 9, None, None]
+        ly = py - a[:, 10, None, None]
+        alpha = [a[:, 3 * r, None, None] * lx + a[:, 3 * r + 1, None, None] * ly + a[:, 3 * r + 2, None, None] for r in range(3)]
         s = alpha[0] + alpha[1] + alpha[2]
-        inside = (alpha[0] >= 0) & (alpha[1] >= 0) & (alpha[2] >= 0) & (s > 0)
-        inside &= inside_image
-        b = t // num_faces
-        # depth = det / s with the signed adjugate: det > 0 after the sign flip.
-        d = a[:, 11, None, None] / jnp.where(s > 0, s, 1.0)
-        inside &= d > near
-        dest = jnp.where(live, (b * tiles_y + ty) * tiles_x + tx, num_buffers)
+        inside &= (alpha[0] >= 0) & (alpha[1] >= 0) & (alpha[2] >= 0) & (s > 0)
+        depth = a[:, 11, None, None] / jnp.where(s > 0, s, 1.0)  # det > 0 after sign normalisation
+        inside &= depth > near
+        img = tri // num_faces
+        dest = jnp.where(j < total, (img * tiles_y + ty) * tiles_x + tx, num_buffers)
         if silhouette_only:
             buf = buf.at[dest].max(inside.astype(jnp.int8), mode="drop")
         else:
-            q = jnp.clip((d - a[:, 16, None, None]) * a[:, 17, None, None], 0, qmax)
-            face = (t - b * num_faces)[:, None, None]
-            key = (q.astype(jnp.int32) << fbits) | face
+            q = jnp.clip((depth - w_lo[img][:, None, None]) * q_scale[img][:, None, None], 0, qmax)
+            key = (q.astype(jnp.int32) << fbits) | (tri - img * num_faces)[:, None, None]
             buf = buf.at[dest].min(jnp.where(inside, key, _EMPTY), mode="drop")
         return it + 1, buf
 
-    def cond(carry):
-        return carry[0] * block < total
-
-    _, zbuf = jax.lax.while_loop(cond, body, (jnp.int32(0), zbuf))
+    _, zbuf = jax.lax.while_loop(lambda c: c[0] * block < total, body, (jnp.int32(0), zbuf))
     img = zbuf.reshape(batch, tiles_y, tiles_x, k, k).transpose(0, 1, 3, 2, 4)
     img = img.reshape(batch, tiles_y * k, tiles_x * k)[:, :height, :width]
     if silhouette_only:
         return RasterOutput(mask=img > 0, depth=None, location=None, face_id=None)
 
+    # Shading from the winning face: exact float32 perspective-correct depth.
     hit = img != _EMPTY
     face_id = jnp.where(hit, img & ((1 << fbits) - 1), -1)
-    safe_face = jnp.maximum(face_id, 0)
-    # Exact shading from the winning face.
-    flat_face = safe_face + (jnp.arange(batch, dtype=jnp.int32) * num_faces)[:, None, None]
-    pix = jnp.take(tri_data, flat_face, axis=0, mode="clip")  # (B, H, W, 12)
+    flat_face = jnp.maximum(face_id, 0) + (jnp.arange(batch, dtype=jnp.int32) * num_faces)[:, None, None]
+    pix = jnp.take(rows[:, :12], flat_face, axis=0, mode="clip")  # (B, H, W, 12)
     xs = jnp.arange(width, dtype=jnp.float32) + 0.5
     ys = jnp.arange(height, dtype=jnp.float32) + 0.5
-    px = xs[None, None, :] - pix[..., 9]
-    py = ys[None, :, None] - pix[..., 10]
-    alpha = jnp.stack([pix[..., 3 * r] * px + pix[..., 3 * r + 1] * py + pix[..., 3 * r + 2] for r in range(3)], -1)
-    s = jnp.sum(alpha, -1)
-    s_safe = jnp.where(hit, s, 1.0)
-    depth = jnp.where(hit, pix[..., 11] / s_safe, 0.0)
+    lx = xs[None, None, :] - pix[..., 9]
+    ly = ys[None, :, None] - pix[..., 10]
+    s = sum(pix[..., 3 * r] * lx + pix[..., 3 * r + 1] * ly + pix[..., 3 * r + 2] for r in range(3))
+    depth = jnp.where(hit, pix[..., 11] / jnp.where(hit, s, 1.0), 0.0)
     loc = None
     if location:
         # The visible point is on the pixel's ray at that depth: P[:, :3] X + P[:, 3] =
         # -depth * (x, y, 1) (release convention), so X = P[:, :3]^-1 (-depth (x, y, 1) - P[:, 3]).
         # Per-image constants applied elementwise: no per-pixel gather of the face corners.
-        inv = jnp.linalg.inv(projection[:, :, :3].astype(jnp.float32))  # (B, 3, 3)
+        inv = jnp.linalg.inv(projection[:, :, :3])  # (B, 3, 3)
         ray = (xs[None, None, :] * depth, ys[None, :, None] * depth, depth)
         rhs = [-ray[r] - projection[:, r, 3, None, None] for r in range(3)]
-        xyz = jnp.stack(
-            [sum(inv[:, c, r, None, None] * rhs[r] for r in range(3)) for c in range(3)], -1
-        )
+        xyz = jnp.stack([sum(inv[:, c, r, None, None] * rhs[r] for r in range(3)) for c in range(3)], -1)
         loc = jnp.where(hit[..., None], xyz, 0.0)
     return RasterOutput(mask=hit, depth=depth, location=loc, face_id=face_id)
 
@@ -315,14 +323,16 @@ def render(
     if projection.ndim == 3 or vertices.ndim == 3 or faces.ndim == 3:
         single = False
 
-    def lift(x, nd):
-        return jnp.broadcast_to(x, (batch,) + x.shape[-nd:]) if x.ndim == nd else x
-
+    mesh_batch = max(vertices.shape[0] if vertices.ndim == 3 else 1, faces.shape[0] if faces.ndim == 3 else 1)
+    if face_mask.ndim == 2:
+        mesh_batch = max(mesh_batch, face_mask.shape[0])
+    verts_b = jnp.broadcast_to(vertices, (mesh_batch,) + vertices.shape[-2:])
+    faces_b = jnp.broadcast_to(faces, (mesh_batch,) + faces.shape[-2:])
+    corners = jax.vmap(lambda v, f: v[f])(verts_b, faces_b)  # (Bm, F, 3, 3): once per mesh
     out = _render_batch(
-        lift(vertices, 2),
-        lift(faces, 2),
-        lift(face_mask, 1),
-        lift(projection, 2),
+        corners,
+        jnp.broadcast_to(face_mask, (mesh_batch,) + faces.shape[-2:-1]),
+        jnp.broadcast_to(projection, (batch, 3, 4)),
         height=int(height),
         width=int(width),
         tile=int(tile),
