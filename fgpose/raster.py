@@ -71,26 +71,25 @@ def _face_bits(num_faces: int) -> int:
     return bits
 
 
-def _triangle_setup(corners: jax.Array, projection: jax.Array, face_mask: jax.Array, *, height: int, width: int, near: float):
-    """Per-triangle set-up, structure-of-arrays (every quantity its own ``(B, F)`` array).
+def _triangle(corners, proj, *, height: int, width: int, near: float) -> dict:
+    """Screen-space set-up of triangles, elementwise over any common shape.
 
     Args:
-      corners: ``(Bm, F, 3, 3)`` model-space triangle corners (``Bm`` is 1 or B).
-      projection: ``(B, 3, 4)``; face_mask: ``(Bm, F)`` bool.
+      corners: 9 arrays, model-space ``(x0, y0, z0, x1, y1, z1, x2, y2, z2)``.
+      proj: 12 arrays, the row-major entries of the ``3 x 4`` projection (release convention),
+        broadcastable against the corners.
 
     Returns:
       dict with ``adj`` (9 arrays: rows of the sign-normalised adjugate of the corners'
-      homogeneous pixel coordinates, relative to the origin ``ox, oy``), ``ox, oy`` (box
-      centre), ``det`` (``|det M|``), ``x_lo, x_hi, y_lo, y_hi`` (range of covered pixel
-      indices, clipped to the image), ``valid``, ``w`` (3 corner depths) and ``crosses``
-      (a corner is behind the near plane).
+      homogeneous pixel coordinates taken relative to the origin ``ox, oy``), ``ox, oy`` (box
+      centre), ``det`` (``|det M|``), ``x_lo, x_hi, y_lo, y_hi`` (range of pixel indices whose
+      centres the box covers, clipped to the image), ``ok`` (a corner is in front of the near
+      plane, ``det != 0`` and the box is not empty), ``w`` (3 corner depths) and ``all_front``.
     """
-    p = projection[:, None]  # (B, 1, 3, 4)
-    xyz = [[corners[:, :, k, c] for c in range(3)] for k in range(3)]
 
     def hom(row, k):  # release convention: visible points have a negative third coordinate
-        x, y, z = xyz[k]
-        return -(p[..., row, 0] * x + p[..., row, 1] * y + p[..., row, 2] * z + p[..., row, 3])
+        x, y, z = corners[3 * k : 3 * k + 3]
+        return -(proj[4 * row] * x + proj[4 * row + 1] * y + proj[4 * row + 2] * z + proj[4 * row + 3])
 
     xh = [hom(0, k) for k in range(3)]
     yh = [hom(1, k) for k in range(3)]
@@ -121,11 +120,19 @@ def _triangle_setup(corners: jax.Array, projection: jax.Array, face_mask: jax.Ar
     adj = (*cross(1, 2), *cross(2, 0), *cross(0, 1))
     det = x[0] * adj[0] + y[0] * adj[1] + w[0] * adj[2]
     sign = jnp.where(det < 0, -1.0, 1.0)
-    valid = face_mask & any_front & (det != 0) & (x_hi >= x_lo) & (y_hi >= y_lo)
+    ok = any_front & (det != 0) & (x_hi >= x_lo) & (y_hi >= y_lo)
     return dict(
         adj=tuple(a * sign for a in adj), ox=ox, oy=oy, det=jnp.abs(det),
-        x_lo=x_lo, x_hi=x_hi, y_lo=y_lo, y_hi=y_hi, valid=valid, w=w, crosses=valid & ~all_front,
+        x_lo=x_lo, x_hi=x_hi, y_lo=y_lo, y_hi=y_hi, ok=ok, w=w, all_front=all_front,
     )
+
+
+def _barycentric_sum(tri: dict, px, py):
+    """``(alpha_0, alpha_1, alpha_2, sum)`` at pixel centres ``(px, py)`` (broadcastable)."""
+    lx, ly = px - tri["ox"], py - tri["oy"]
+    a = tri["adj"]
+    alpha = [a[3 * r] * lx + a[3 * r + 1] * ly + a[3 * r + 2] for r in range(3)]
+    return alpha, alpha[0] + alpha[1] + alpha[2]
 
 
 @functools.partial(
@@ -145,7 +152,7 @@ def _render_batch(
     silhouette_only: bool,
     location: bool,
 ) -> RasterOutput:
-    batch, num_faces = projection.shape[0], corners.shape[1]
+    batch, (mesh_batch, num_faces) = projection.shape[0], corners.shape[:2]
     n_tri = batch * num_faces
     k = tile
     tiles_y, tiles_x = -(-height // k), -(-width // k)
@@ -153,45 +160,35 @@ def _render_batch(
     # Depth levels: what the int32 key leaves beside the face id, capped at 22 bits so that
     # the quantised depth is exact in float32 (a rounded-up 2**31 would wrap negative).
     qmax = (1 << min(31 - fbits, 22)) - 1
-    # The barrier materialises the set-up once: otherwise XLA fuses its whole elementwise
-    # chain into every column of the row table below and recomputes it per column.
-    t = jax.lax.optimization_barrier(
-        _triangle_setup(corners, projection, face_mask, height=height, width=width, near=near)
+    geom = dict(height=height, width=width, near=near)
+    # Two small tables; chunks and pixels gather from them and redo the set-up themselves,
+    # which is cheaper than materialising a per-(image, triangle) table.
+    corner_table = corners.reshape(mesh_batch * num_faces, 9)
+    proj_table = projection.reshape(batch, 12)
+
+    # Set-up of every (image, triangle): only the box, validity and depths are kept.
+    t = _triangle(
+        [corners[:, :, i // 3, i % 3] for i in range(9)], [projection[:, i // 4, i % 4, None] for i in range(12)], **geom
     )
-    valid = jnp.broadcast_to(t["valid"], (batch, num_faces))
+    valid = jnp.broadcast_to(face_mask & t["ok"], (batch, num_faces))
+
+    # Tiles overlapped by each triangle's box, and their prefix sum over the batch.
+    tx0 = t["x_lo"].astype(jnp.int32) // k
+    ty0 = t["y_lo"].astype(jnp.int32) // k
+    ntx = t["x_hi"].astype(jnp.int32) // k - tx0 + 1
+    counts = jnp.where(valid, ntx * (t["y_hi"].astype(jnp.int32) // k - ty0 + 1), 0).reshape(n_tri)
+    ends = jnp.cumsum(counts)
+    total = ends[-1]
+    starts = ends - counts
 
     # Per-image depth range of the drawable surface, for key quantisation: the corners in
     # front of the near plane, extended down to `near` when a triangle crosses that plane.
     w_vis = [jnp.where(valid & (wk > near), wk, jnp.nan) for wk in t["w"]]
     w_min = jnp.nanmin(jnp.stack([jnp.nanmin(wk, axis=1) for wk in w_vis]), axis=0)
     w_max = jnp.nanmax(jnp.stack([jnp.nanmax(wk, axis=1) for wk in w_vis]), axis=0)
-    w_lo = jnp.where(jnp.any(t["crosses"], axis=1), near, jnp.nan_to_num(w_min, nan=near))
+    w_lo = jnp.where(jnp.any(valid & ~t["all_front"], axis=1), near, jnp.nan_to_num(w_min, nan=near))
     w_hi = jnp.nan_to_num(w_max, nan=near + 1.0)
     q_scale = qmax / jnp.maximum(w_hi - w_lo, 1e-12)
-
-    # Tiles overlapped by each triangle's box, and their prefix sum over the batch.
-    tx0 = t["x_lo"].astype(jnp.int32) // k
-    ty0 = t["y_lo"].astype(jnp.int32) // k
-    ntx = jnp.where(valid, t["x_hi"].astype(jnp.int32) // k - tx0 + 1, 0)
-    nty = jnp.where(valid, t["y_hi"].astype(jnp.int32) // k - ty0 + 1, 0)
-    counts = (ntx * nty).reshape(n_tri)
-    ends = jnp.cumsum(counts)
-    total = ends[-1]
-    starts = ends - counts
-
-    # One row per triangle so that a chunk needs a single gather (XLA:CPU gathers cost per
-    # index): 9 adjugate entries, origin, |det| (also used for shading), first tile, tiles
-    # per row, prefix sum (integers below 2**24, exact in float32).
-    def flat(x):
-        return jnp.broadcast_to(x, (batch, num_faces))
-
-    rows = jnp.stack(
-        [flat(a) for a in t["adj"]]
-        + [flat(t["ox"]), flat(t["oy"]), flat(t["det"])]
-        + [flat(x).astype(jnp.float32) for x in (tx0, ty0, jnp.maximum(ntx, 1))]
-        + [starts.astype(jnp.float32).reshape(batch, num_faces)],
-        -1,
-    ).reshape(n_tri, 16)
 
     # Chunk -> triangle map for the first `capacity` chunks, built once: each triangle's id
     # scattered (max) at its first chunk, then a running max fills the chunks in between
@@ -200,6 +197,13 @@ def _render_batch(
     capacity = n_tri + batch * tiles_y * tiles_x
     ids = jnp.arange(n_tri, dtype=jnp.int32)
     chunk_tri = jax.lax.cummax(jnp.zeros((capacity,), jnp.int32).at[starts].max(ids, mode="drop"))
+
+    def gather_triangles(img, face):
+        """Set-up of the triangles (img, face), re-derived from the two small tables."""
+        mesh_row = (img if mesh_batch > 1 else 0) * num_faces + face
+        c = jnp.take(corner_table, mesh_row, axis=0, mode="clip")
+        p = jnp.take(proj_table, img, axis=0, mode="clip")
+        return _triangle([c[..., i] for i in range(9)], [p[..., i] for i in range(12)], **geom)
 
     off = jnp.arange(k, dtype=jnp.float32) + 0.5
     num_buffers = batch * tiles_y * tiles_x
@@ -215,23 +219,23 @@ def _render_batch(
             lambda: jnp.searchsorted(ends, j, side="right").astype(jnp.int32),
         )
         tri = jnp.minimum(tri, n_tri - 1)
-        a = jnp.take(rows, tri, axis=0, mode="clip")  # (C, 16)
-        local = j - a[:, 15].astype(jnp.int32)
-        per_row = a[:, 14].astype(jnp.int32)
+        img = tri // num_faces
+        g = gather_triangles(img, tri - img * num_faces)
+        local = j - jnp.take(starts, tri, mode="clip")
+        g_tx0 = g["x_lo"].astype(jnp.int32) // k
+        per_row = jnp.maximum(g["x_hi"].astype(jnp.int32) // k - g_tx0 + 1, 1)
         ty_local = local // per_row
-        tx = a[:, 12].astype(jnp.int32) + local - ty_local * per_row
-        ty = a[:, 13].astype(jnp.int32) + ty_local
+        tx = g_tx0 + local - ty_local * per_row
+        ty = g["y_lo"].astype(jnp.int32) // k + ty_local
         px = (tx * k).astype(jnp.float32)[:, None, None] + off[None, None, :]
         py = (ty * k).astype(jnp.float32)[:, None, None] + off[None, :, None]
+        g = {name: (tuple(v[:, None, None] for v in val) if isinstance(val, (tuple, list)) else val[:, None, None])
+             for name, val in g.items() if name in ("adj", "ox", "oy", "det")}
+        alpha, s = _barycentric_sum(g, px, py)
         inside = (px < width) & (py < height)
-        lx = px - a[:, 9, None, None]
-        ly = py - a[:, 10, None, None]
-        alpha = [a[:, 3 * r, None, None] * lx + a[:, 3 * r + 1, None, None] * ly + a[:, 3 * r + 2, None, None] for r in range(3)]
-        s = alpha[0] + alpha[1] + alpha[2]
         inside &= (alpha[0] >= 0) & (alpha[1] >= 0) & (alpha[2] >= 0) & (s > 0)
-        depth = a[:, 11, None, None] / jnp.where(s > 0, s, 1.0)  # det > 0 after sign normalisation
+        depth = g["det"] / jnp.where(s > 0, s, 1.0)  # det > 0 after sign normalisation
         inside &= depth > near
-        img = tri // num_faces
         dest = jnp.where(j < total, (img * tiles_y + ty) * tiles_x + tx, num_buffers)
         if silhouette_only:
             buf = buf.at[dest].max(inside.astype(jnp.int8), mode="drop")
@@ -247,26 +251,28 @@ def _render_batch(
     if silhouette_only:
         return RasterOutput(mask=img > 0, depth=None, location=None, face_id=None)
 
-    # Shading from the winning face: exact float32 perspective-correct depth.
+    # Shading from the winning face, exactly: the pixel's ray X = C + depth * r (camera centre
+    # C, r = -P[:, :3]^-1 (x, y, 1) in the release convention) meets the face's plane
+    # n . X = n . X0 at depth = (n . X0 - n . C) / (n . r). Planes are a per-mesh table.
     hit = img != _EMPTY
     face_id = jnp.where(hit, img & ((1 << fbits) - 1), -1)
-    flat_face = jnp.maximum(face_id, 0) + (jnp.arange(batch, dtype=jnp.int32) * num_faces)[:, None, None]
-    pix = jnp.take(rows[:, :12], flat_face, axis=0, mode="clip")  # (B, H, W, 12)
-    xs = jnp.arange(width, dtype=jnp.float32) + 0.5
-    ys = jnp.arange(height, dtype=jnp.float32) + 0.5
-    lx = xs[None, None, :] - pix[..., 9]
-    ly = ys[None, :, None] - pix[..., 10]
-    s = sum(pix[..., 3 * r] * lx + pix[..., 3 * r + 1] * ly + pix[..., 3 * r + 2] for r in range(3))
-    depth = jnp.where(hit, pix[..., 11] / jnp.where(hit, s, 1.0), 0.0)
+    c0, c1, c2 = corners[:, :, 0], corners[:, :, 1], corners[:, :, 2]
+    normal = jnp.cross(c1 - c0, c2 - c0)  # (Bm, F, 3), once per mesh
+    planes = jnp.concatenate([normal, jnp.sum(normal * c0, -1, keepdims=True)], -1).reshape(-1, 4)
+    mesh_of = jnp.arange(batch, dtype=jnp.int32) if mesh_batch > 1 else jnp.zeros((batch,), jnp.int32)
+    rows = jnp.maximum(face_id, 0) + (mesh_of * num_faces)[:, None, None]
+    plane = jnp.take(planes, rows, axis=0, mode="clip")  # (B, H, W, 4)
+    inv = jnp.linalg.inv(projection[:, :, :3])  # (B, 3, 3)
+    centre = -jnp.einsum("bij,bj->bi", inv, projection[:, :, 3], precision=jax.lax.Precision.HIGHEST)
+    xs = jnp.arange(width, dtype=jnp.float32)[None, None, :] + 0.5
+    ys = jnp.arange(height, dtype=jnp.float32)[None, :, None] + 0.5
+    ray = [-(inv[:, c, 0, None, None] * xs + inv[:, c, 1, None, None] * ys + inv[:, c, 2, None, None]) for c in range(3)]
+    n_dot_r = sum(plane[..., c] * ray[c] for c in range(3))
+    n_dot_c = sum(plane[..., c] * centre[:, c, None, None] for c in range(3))
+    depth = jnp.where(hit, (plane[..., 3] - n_dot_c) / jnp.where(hit & (n_dot_r != 0), n_dot_r, 1.0), 0.0)
     loc = None
     if location:
-        # The visible point is on the pixel's ray at that depth: P[:, :3] X + P[:, 3] =
-        # -depth * (x, y, 1) (release convention), so X = P[:, :3]^-1 (-depth (x, y, 1) - P[:, 3]).
-        # Per-image constants applied elementwise: no per-pixel gather of the face corners.
-        inv = jnp.linalg.inv(projection[:, :, :3])  # (B, 3, 3)
-        ray = (xs[None, None, :] * depth, ys[None, :, None] * depth, depth)
-        rhs = [-ray[r] - projection[:, r, 3, None, None] for r in range(3)]
-        xyz = jnp.stack([sum(inv[:, c, r, None, None] * rhs[r] for r in range(3)) for c in range(3)], -1)
+        xyz = jnp.stack([centre[:, c, None, None] + depth * ray[c] for c in range(3)], -1)
         loc = jnp.where(hit[..., None], xyz, 0.0)
     return RasterOutput(mask=hit, depth=depth, location=loc, face_id=face_id)
 

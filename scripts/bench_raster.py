@@ -412,7 +412,6 @@ def bench_pyrender(args, vertices, faces, rot, dist, kimg, n_poses, ref, log):
     from fgpose.pyrender_backend import PyrenderRenderer, ensure_headless  # noqa: PLC0415
 
     platform_name = ensure_headless()
-    rows = []
     info = {"pyopengl_platform": platform_name}
     with PyrenderRenderer(args.height, args.width) as pr:
         pr.set_mesh(vertices, faces)  # uploaded once; only the camera moves per render
@@ -433,24 +432,12 @@ def bench_pyrender(args, vertices, faces, rot, dist, kimg, n_poses, ref, log):
         except Exception as exc:  # noqa: BLE001 - informational only
             info["gl_renderer"] = f"unavailable ({type(exc).__name__})"
         info["agreement"] = check_agreement("pyrender", render_loc, ref, n_poses, args, strict=True, log=log)
-        for output, fn in (("silhouette", render_sil), ("location", render_loc)):
-            for b in args.batches:
-                idx = cycle(b, n_poses)
-                times = []
-                for r in range(args.baseline_repeats):
-                    t0 = time.perf_counter()
-                    for i in _tqdm(idx, f"pyrender {output} b{b} r{r + 1}", len(idx), args.progress):
-                        fn(i)
-                    times.append(time.perf_counter() - t0)
-                row = _row("pyrender", output, b, times, b)
-                rows.append(row)
-                log(f"pyrender {output:10s} batch {b:3d}: {row['renders_per_s']:9.1f} renders/s")
+        rows = _time_one_at_a_time("pyrender", render_sil, render_loc, n_poses, args, log, max_poses=0)
     return rows, info
 
 
 def bench_opencv(args, vertices, faces, proj, n_poses, ref, log):
     cv = OpenCVRenderer(args.height, args.width)
-    rows = []
 
     def render_sil(i):
         return cv.silhouette(vertices, faces, proj[i])
@@ -460,21 +447,29 @@ def bench_opencv(args, vertices, faces, proj, n_poses, ref, log):
 
     info = {"agreement": check_agreement("opencv", render_loc, ref, n_poses, args, strict=False, log=log),
             "max_poses": args.opencv_max_poses}
+    rows = _time_one_at_a_time("opencv", render_sil, render_loc, n_poses, args, log, max_poses=args.opencv_max_poses)
+    return rows, info
+
+
+def _time_one_at_a_time(method, render_sil, render_loc, n_poses, args, log, max_poses):
+    """Times a non-batching baseline: batch B = B single renders (the first `max_poses` of
+    them when max_poses > 0, extrapolated per render)."""
+    rows = []
     for output, fn in (("silhouette", render_sil), ("location", render_loc)):
         for b in args.batches:
-            n = b if args.opencv_max_poses <= 0 else min(b, args.opencv_max_poses)
+            n = b if max_poses <= 0 else min(b, max_poses)
             idx = cycle(n, n_poses)
             times = []
             for r in range(args.baseline_repeats):
                 t0 = time.perf_counter()
-                for i in _tqdm(idx, f"opencv {output} b{b} r{r + 1}", len(idx), args.progress):
+                for i in _tqdm(idx, f"{method} {output} b{b} r{r + 1}", len(idx), args.progress):
                     fn(i)
                 times.append(time.perf_counter() - t0)
-            row = _row("opencv", output, b, times, n)
+            row = _row(method, output, b, times, n)
             rows.append(row)
             note = f" (timed {n} poses, extrapolated)" if n != b else ""
-            log(f"opencv   {output:10s} batch {b:3d}: {row['renders_per_s']:9.1f} renders/s{note}")
-    return rows, info
+            log(f"{method:8s} {output:10s} batch {b:3d}: {row['renders_per_s']:9.1f} renders/s{note}")
+    return rows
 
 
 def check_agreement(name, render_loc, ref, n_poses, args, strict, log):
