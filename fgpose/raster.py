@@ -13,15 +13,19 @@ Method (all jit-compiled, static shapes, batched over images):
 2. **Binning by screen-space extent**: every triangle is expanded into the ``tile x tile``
    pixel tiles its bounding box overlaps (a triangle with a vertex behind the near plane
    conservatively covers the whole image). The expanded (triangle, tile) list has a
-   data-dependent length; a ``lax.while_loop`` walks it in fixed-size blocks, mapping chunk
-   ``j`` to its triangle by binary search of the per-triangle prefix sum, so only pixels in a
-   triangle's bounding-box tiles are ever tested.
+   data-dependent length; a ``lax.while_loop`` walks it in fixed-size blocks. Chunk ``j``'s
+   triangle comes from a map built once (scatter-max of triangle ids at their prefix-sum
+   starts, then a running max), with a binary search past the map's static capacity. Only
+   pixels in a triangle's bounding-box tiles are ever tested. Each chunk re-derives its
+   triangle from two small tables (model-space corners per mesh, P per image), with the
+   tile's corner as screen origin for precision.
 3. **Z-buffer by scatter-min** of an int32 key ``quantised_depth << face_bits | face_id``
    over whole tiles (one windowed scatter per chunk). Depth is quantised over each image's
    visible depth range into ``2**min(31 - face_bits, 22)`` levels, so only faces closer than
    one level can swap (for the 29k-face ShapeNet car: 1/65536 of the range).
-4. **Shading per pixel** from the winning face id: exact float32 barycentrics, depth and
-   model-space XYZ (the location field), perspective-correct.
+4. **Shading per pixel** from the winning face id, exactly in float32: the pixel's ray
+   ``X = C + depth * r`` meets the face's plane at ``depth = (n.X0 - n.C) / (n.r)``. The
+   location field (model-space XYZ of the visible point) is that ``X``.
 
 Conventions: images are ``H x W``; pixel ``(i, j)`` has its centre at ``(j + 0.5, i + 0.5)``;
 the projection matrix ``P`` (``3 x 4``) maps model points to pixels of the rendered image in
@@ -71,46 +75,30 @@ def _face_bits(num_faces: int) -> int:
     return bits
 
 
-def _triangle(corners, proj, *, height: int, width: int, near: float) -> dict:
-    """Screen-space set-up of triangles, elementwise over any common shape.
+def _homogeneous(corners, proj):
+    """Homogeneous pixel coordinates ``(x_h, y_h, w)`` of the 3 corners (lists of 3 arrays).
 
-    Args:
-      corners: 9 arrays, model-space ``(x0, y0, z0, x1, y1, z1, x2, y2, z2)``.
-      proj: 12 arrays, the row-major entries of the ``3 x 4`` projection (release convention),
-        broadcastable against the corners.
-
-    Returns:
-      dict with ``adj`` (9 arrays: rows of the sign-normalised adjugate of the corners'
-      homogeneous pixel coordinates taken relative to the origin ``ox, oy``), ``ox, oy`` (box
-      centre), ``det`` (``|det M|``), ``x_lo, x_hi, y_lo, y_hi`` (range of pixel indices whose
-      centres the box covers, clipped to the image), ``ok`` (a corner is in front of the near
-      plane, ``det != 0`` and the box is not empty), ``w`` (3 corner depths) and ``all_front``.
+    ``corners``: 9 arrays ``(x0, y0, z0, x1, ...)``; ``proj``: the 12 row-major entries of P,
+    broadcastable. ``w`` is the depth (positive in front): the release's P gives visible
+    points a negative third coordinate, so everything is negated.
     """
 
-    def hom(row, k):  # release convention: visible points have a negative third coordinate
+    def hom(row, k):
         x, y, z = corners[3 * k : 3 * k + 3]
         return -(proj[4 * row] * x + proj[4 * row + 1] * y + proj[4 * row + 2] * z + proj[4 * row + 3])
 
-    xh = [hom(0, k) for k in range(3)]
-    yh = [hom(1, k) for k in range(3)]
-    w = [hom(2, k) for k in range(3)]
-    front = [wk > near for wk in w]
-    all_front = front[0] & front[1] & front[2]
-    any_front = front[0] | front[1] | front[2]
-    sx = [jnp.clip(xh[k] / jnp.where(front[k], w[k], 1.0), -1e9, 1e9) for k in range(3)]
-    sy = [jnp.clip(yh[k] / jnp.where(front[k], w[k], 1.0), -1e9, 1e9) for k in range(3)]
-    # Pixel j is tested when its centre j + 0.5 lies in the projected box; a triangle with a
-    # corner behind the near plane has an unbounded projection: test the whole image.
-    x_lo = jnp.where(all_front, jnp.ceil(jnp.minimum(jnp.minimum(sx[0], sx[1]), sx[2]) - 0.5), 0.0)
-    x_hi = jnp.where(all_front, jnp.floor(jnp.maximum(jnp.maximum(sx[0], sx[1]), sx[2]) - 0.5), width - 1.0)
-    y_lo = jnp.where(all_front, jnp.ceil(jnp.minimum(jnp.minimum(sy[0], sy[1]), sy[2]) - 0.5), 0.0)
-    y_hi = jnp.where(all_front, jnp.floor(jnp.maximum(jnp.maximum(sy[0], sy[1]), sy[2]) - 0.5), height - 1.0)
-    x_lo, x_hi = jnp.clip(x_lo, 0, width - 1), jnp.clip(x_hi, -1, width - 1)
-    y_lo, y_hi = jnp.clip(y_lo, 0, height - 1), jnp.clip(y_hi, -1, height - 1)
-    # Move the screen origin to the box centre before forming the adjugate: x_h -> x_h - ox w
-    # is unimodular (det and alpha unchanged) and avoids the catastrophic cancellation of
-    # ~300 px coordinates for small or thin triangles.
-    ox, oy = 0.5 * (x_lo + x_hi) + 0.5, 0.5 * (y_lo + y_hi) + 0.5
+    return [hom(0, k) for k in range(3)], [hom(1, k) for k in range(3)], [hom(2, k) for k in range(3)]
+
+
+def _adjugate(xh, yh, w, ox, oy):
+    """Sign-normalised adjugate rows (9 arrays) and ``|det|`` of ``M = [v0 v1 v2]``.
+
+    Coordinates are taken relative to the screen origin ``(ox, oy)``: ``x_h -> x_h - ox w``
+    is unimodular (det and alpha unchanged) and an origin near the pixels avoids the
+    catastrophic cancellation of ~300 px coordinates for small or thin triangles. Then
+    ``alpha = adj @ (x - ox, y - oy, 1)``, inside iff all ``alpha >= 0`` and
+    ``sum(alpha) > 0``, depth ``= |det| / sum(alpha)``.
+    """
     x = [xh[k] - ox * w[k] for k in range(3)]
     y = [yh[k] - oy * w[k] for k in range(3)]
 
@@ -120,19 +108,41 @@ def _triangle(corners, proj, *, height: int, width: int, near: float) -> dict:
     adj = (*cross(1, 2), *cross(2, 0), *cross(0, 1))
     det = x[0] * adj[0] + y[0] * adj[1] + w[0] * adj[2]
     sign = jnp.where(det < 0, -1.0, 1.0)
-    ok = any_front & (det != 0) & (x_hi >= x_lo) & (y_hi >= y_lo)
-    return dict(
-        adj=tuple(a * sign for a in adj), ox=ox, oy=oy, det=jnp.abs(det),
-        x_lo=x_lo, x_hi=x_hi, y_lo=y_lo, y_hi=y_hi, ok=ok, w=w, all_front=all_front,
-    )
+    return tuple(a * sign for a in adj), jnp.abs(det)
 
 
-def _barycentric_sum(tri: dict, px, py):
-    """``(alpha_0, alpha_1, alpha_2, sum)`` at pixel centres ``(px, py)`` (broadcastable)."""
-    lx, ly = px - tri["ox"], py - tri["oy"]
-    a = tri["adj"]
-    alpha = [a[3 * r] * lx + a[3 * r + 1] * ly + a[3 * r + 2] for r in range(3)]
-    return alpha, alpha[0] + alpha[1] + alpha[2]
+def _triangle(corners, proj, *, height: int, width: int, near: float) -> dict:
+    """Screen-space set-up of triangles, elementwise over any common shape.
+
+    Args:
+      corners: 9 arrays, model-space ``(x0, y0, z0, x1, y1, z1, x2, y2, z2)``.
+      proj: 12 arrays, the row-major entries of the ``3 x 4`` projection (release convention),
+        broadcastable against the corners.
+
+    Returns:
+      dict with ``x_lo, x_hi, y_lo, y_hi`` (range of pixel indices whose centres the
+      projected box covers, clipped to the image), ``ok`` (a corner is in front of the near
+      plane and the box is not empty), ``w`` (3 corner depths), ``all_front``.
+    """
+    xh, yh, w = _homogeneous(corners, proj)
+    front = [wk > near for wk in w]
+    all_front = front[0] & front[1] & front[2]
+    any_front = front[0] | front[1] | front[2]
+    inv_w = [1.0 / jnp.where(front[k], w[k], 1.0) for k in range(3)]
+    sx = [jnp.clip(xh[k] * inv_w[k], -1e9, 1e9) for k in range(3)]
+    sy = [jnp.clip(yh[k] * inv_w[k], -1e9, 1e9) for k in range(3)]
+    # Pixel j is tested when its centre j + 0.5 lies in the projected box; a triangle with a
+    # corner behind the near plane has an unbounded projection: test the whole image.
+    x_lo = jnp.where(all_front, jnp.ceil(jnp.minimum(jnp.minimum(sx[0], sx[1]), sx[2]) - 0.5), 0.0)
+    x_hi = jnp.where(all_front, jnp.floor(jnp.maximum(jnp.maximum(sx[0], sx[1]), sx[2]) - 0.5), width - 1.0)
+    y_lo = jnp.where(all_front, jnp.ceil(jnp.minimum(jnp.minimum(sy[0], sy[1]), sy[2]) - 0.5), 0.0)
+    y_hi = jnp.where(all_front, jnp.floor(jnp.maximum(jnp.maximum(sy[0], sy[1]), sy[2]) - 0.5), height - 1.0)
+    x_lo, x_hi = jnp.clip(x_lo, 0, width - 1), jnp.clip(x_hi, -1, width - 1)
+    y_lo, y_hi = jnp.clip(y_lo, 0, height - 1), jnp.clip(y_hi, -1, height - 1)
+    # Degenerate triangles (det M = 0) are not filtered here: their chunks cover nothing
+    # (alpha = 0 fails the sum(alpha) > 0 test), which is cheaper than a determinant for all.
+    ok = any_front & (x_hi >= x_lo) & (y_hi >= y_lo)
+    return dict(x_lo=x_lo, x_hi=x_hi, y_lo=y_lo, y_hi=y_hi, ok=ok, w=w, all_front=all_front)
 
 
 @functools.partial(
@@ -140,7 +150,8 @@ def _barycentric_sum(tri: dict, px, py):
     static_argnames=("height", "width", "tile", "block", "near", "silhouette_only", "location"),
 )
 def _render_batch(
-    corners: jax.Array,
+    vertices: jax.Array,
+    faces: jax.Array,
     face_mask: jax.Array,
     projection: jax.Array,
     *,
@@ -152,7 +163,9 @@ def _render_batch(
     silhouette_only: bool,
     location: bool,
 ) -> RasterOutput:
-    batch, (mesh_batch, num_faces) = projection.shape[0], corners.shape[:2]
+    """Inputs carry a leading batch axis of size ``B`` (projections) or ``Bm`` (meshes: 1 or B)."""
+    batch, mesh_batch, num_faces = projection.shape[0], faces.shape[0], faces.shape[1]
+    corners = jax.vmap(lambda v, f: v[f])(jnp.broadcast_to(vertices, (mesh_batch,) + vertices.shape[1:]), faces)
     n_tri = batch * num_faces
     k = tile
     tiles_y, tiles_x = -(-height // k), -(-width // k)
@@ -160,16 +173,22 @@ def _render_batch(
     # Depth levels: what the int32 key leaves beside the face id, capped at 22 bits so that
     # the quantised depth is exact in float32 (a rounded-up 2**31 would wrap negative).
     qmax = (1 << min(31 - fbits, 22)) - 1
+    # A triangle's first tile and tiles per row, packed in one int32 (x | y << bx | n << 2bx).
+    bx, by = max(1, tiles_x.bit_length()), max(1, tiles_y.bit_length())
+    if 2 * bx + by > 31:
+        raise ValueError(f"{height}x{width} has too many {k}-pixel tiles; raise `tile`")
     geom = dict(height=height, width=width, near=near)
-    # Two small tables; chunks and pixels gather from them and redo the set-up themselves,
-    # which is cheaper than materialising a per-(image, triangle) table.
+    # Two small tables that chunks gather from to redo their triangle's set-up, which is
+    # cheaper than materialising a per-(image, triangle) table.
     corner_table = corners.reshape(mesh_batch * num_faces, 9)
     proj_table = projection.reshape(batch, 12)
 
-    # Set-up of every (image, triangle): only the box, validity and depths are kept.
-    t = _triangle(
+    # Set-up of every (image, triangle): its box, validity and corner depths.
+    # The barrier materialises the set-up once; otherwise XLA recomputes it inside each of
+    # its consumers (counts, packed tiles, depth range).
+    t = jax.lax.optimization_barrier(_triangle(
         [corners[:, :, i // 3, i % 3] for i in range(9)], [projection[:, i // 4, i % 4, None] for i in range(12)], **geom
-    )
+    ))
     valid = jnp.broadcast_to(face_mask & t["ok"], (batch, num_faces))
 
     # Tiles overlapped by each triangle's box, and their prefix sum over the batch.
@@ -177,6 +196,7 @@ def _render_batch(
     ty0 = t["y_lo"].astype(jnp.int32) // k
     ntx = t["x_hi"].astype(jnp.int32) // k - tx0 + 1
     counts = jnp.where(valid, ntx * (t["y_hi"].astype(jnp.int32) // k - ty0 + 1), 0).reshape(n_tri)
+    first_tile = jnp.broadcast_to(tx0 | (ty0 << bx) | (jnp.maximum(ntx, 1) << (2 * bx)), (batch, num_faces)).reshape(n_tri)
     ends = jnp.cumsum(counts)
     total = ends[-1]
     starts = ends - counts
@@ -198,13 +218,6 @@ def _render_batch(
     ids = jnp.arange(n_tri, dtype=jnp.int32)
     chunk_tri = jax.lax.cummax(jnp.zeros((capacity,), jnp.int32).at[starts].max(ids, mode="drop"))
 
-    def gather_triangles(img, face):
-        """Set-up of the triangles (img, face), re-derived from the two small tables."""
-        mesh_row = (img if mesh_batch > 1 else 0) * num_faces + face
-        c = jnp.take(corner_table, mesh_row, axis=0, mode="clip")
-        p = jnp.take(proj_table, img, axis=0, mode="clip")
-        return _triangle([c[..., i] for i in range(9)], [p[..., i] for i in range(12)], **geom)
-
     off = jnp.arange(k, dtype=jnp.float32) + 0.5
     num_buffers = batch * tiles_y * tiles_x
     empty = jnp.int8(0) if silhouette_only else _EMPTY
@@ -220,28 +233,32 @@ def _render_batch(
         )
         tri = jnp.minimum(tri, n_tri - 1)
         img = tri // num_faces
-        g = gather_triangles(img, tri - img * num_faces)
+        face = tri - img * num_faces
+        packed = jnp.take(first_tile, tri, mode="clip")
+        per_row = packed >> (2 * bx)
         local = j - jnp.take(starts, tri, mode="clip")
-        g_tx0 = g["x_lo"].astype(jnp.int32) // k
-        per_row = jnp.maximum(g["x_hi"].astype(jnp.int32) // k - g_tx0 + 1, 1)
         ty_local = local // per_row
-        tx = g_tx0 + local - ty_local * per_row
-        ty = g["y_lo"].astype(jnp.int32) // k + ty_local
-        px = (tx * k).astype(jnp.float32)[:, None, None] + off[None, None, :]
-        py = (ty * k).astype(jnp.float32)[:, None, None] + off[None, :, None]
-        g = {name: (tuple(v[:, None, None] for v in val) if isinstance(val, (tuple, list)) else val[:, None, None])
-             for name, val in g.items() if name in ("adj", "ox", "oy", "det")}
-        alpha, s = _barycentric_sum(g, px, py)
-        inside = (px < width) & (py < height)
-        inside &= (alpha[0] >= 0) & (alpha[1] >= 0) & (alpha[2] >= 0) & (s > 0)
-        depth = g["det"] / jnp.where(s > 0, s, 1.0)  # det > 0 after sign normalisation
-        inside &= depth > near
+        tx = (packed & ((1 << bx) - 1)) + local - ty_local * per_row
+        ty = ((packed >> bx) & ((1 << by) - 1)) + ty_local
+        # The triangle, from the tables, with the tile's corner as screen origin.
+        # Transposed once: slicing the columns of (C, 9) one by one costs a pass each.
+        c = jnp.take(corner_table, (img if mesh_batch > 1 else 0) * num_faces + face, axis=0, mode="clip").T
+        p = jnp.take(proj_table, img, axis=0, mode="clip").T
+        xh, yh, w = _homogeneous(list(c), list(p))
+        adj, det = _adjugate(xh, yh, w, (tx * k).astype(jnp.float32), (ty * k).astype(jnp.float32))
+        lx, ly = off[None, None, :], off[None, :, None]
+        alpha = [adj[3 * r][:, None, None] * lx + adj[3 * r + 1][:, None, None] * ly + adj[3 * r + 2][:, None, None] for r in range(3)]
+        s = alpha[0] + alpha[1] + alpha[2]
+        inside = ((tx * k)[:, None, None] + lx < width) & ((ty * k)[:, None, None] + ly < height)
+        # depth = det / s > near, written without a division (s > 0 there).
+        inside &= (alpha[0] >= 0) & (alpha[1] >= 0) & (alpha[2] >= 0) & (s > 0) & (det[:, None, None] > near * s)
         dest = jnp.where(j < total, (img * tiles_y + ty) * tiles_x + tx, num_buffers)
         if silhouette_only:
             buf = buf.at[dest].max(inside.astype(jnp.int8), mode="drop")
         else:
+            depth = det[:, None, None] / jnp.where(s > 0, s, 1.0)
             q = jnp.clip((depth - w_lo[img][:, None, None]) * q_scale[img][:, None, None], 0, qmax)
-            key = (q.astype(jnp.int32) << fbits) | (tri - img * num_faces)[:, None, None]
+            key = (q.astype(jnp.int32) << fbits) | face[:, None, None]
             buf = buf.at[dest].min(jnp.where(inside, key, _EMPTY), mode="drop")
         return it + 1, buf
 
@@ -332,13 +349,16 @@ def render(
     mesh_batch = max(vertices.shape[0] if vertices.ndim == 3 else 1, faces.shape[0] if faces.ndim == 3 else 1)
     if face_mask.ndim == 2:
         mesh_batch = max(mesh_batch, face_mask.shape[0])
-    verts_b = jnp.broadcast_to(vertices, (mesh_batch,) + vertices.shape[-2:])
-    faces_b = jnp.broadcast_to(faces, (mesh_batch,) + faces.shape[-2:])
-    corners = jax.vmap(lambda v, f: v[f])(verts_b, faces_b)  # (Bm, F, 3, 3): once per mesh
+
+    def lead(x, nd, size):  # give x a leading batch axis of `size`
+        x = x[None] if x.ndim == nd else x
+        return x if x.shape[0] == size else jnp.broadcast_to(x, (size,) + x.shape[1:])
+
     out = _render_batch(
-        corners,
-        jnp.broadcast_to(face_mask, (mesh_batch,) + faces.shape[-2:-1]),
-        jnp.broadcast_to(projection, (batch, 3, 4)),
+        lead(vertices, 2, mesh_batch),
+        lead(faces, 2, mesh_batch),
+        lead(face_mask, 1, mesh_batch),
+        lead(projection, 2, batch),
         height=int(height),
         width=int(width),
         tile=int(tile),
