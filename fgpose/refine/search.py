@@ -1,0 +1,269 @@
+"""Algorithm 1 as one jitted, batched greedy search.
+
+Objective: IoU between the silhouette rendered at a pose and a binary reference mask, both
+in the width-300 annotation frame of each image (reference masks of any resolution are
+first resized to it with nearest neighbour: :func:`to_annotation_frame`).
+
+Schedules (``SearchConfig.schedule``), each move being ``p_i +- alpha * eps_i`` with the
+parameters in the order a, e, theta, d, f, u, v (``fgpose.camera.POSE_FIELDS``):
+
+* ``paper`` (the published Algorithm 1): for each parameter in turn render ``+`` and ``-``
+  and keep the best of (current, +, -) at once; ties prefer the current pose, then ``+``.
+  After a full sweep with no change, halve ``alpha``; stop when it falls below
+  ``alpha_min``.
+* ``release`` (what the released refinement code ran): the same sweeps with a single
+  ``alpha``, stopping after the first sweep without change; ties prefer the move over the
+  current pose and ``+`` over ``-``.
+* ``parallel``: all 14 moves rendered in one batch per step and the best one taken if it
+  improves the IoU (ties: the earlier parameter, ``+`` before ``-``); otherwise halve
+  ``alpha`` as in ``paper``. One step renders as much as one sweep.
+
+Every image has its own (padded) mesh, pose, reference mask and frame height; the whole
+search runs inside one ``lax.while_loop`` with per-image convergence (finished images stop
+changing while the others go on), bounded by ``max_sweeps``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fgpose import camera, raster
+
+SCHEDULES = ("paper", "release", "parallel")
+DEFAULT_STEPS = (math.pi / 100, math.pi / 100, math.pi / 100, 0.01, 10.0, 1.0, 1.0)
+"""Default steps eps: radians for a, e, theta; model units for d; pixels (width-300 frame)
+for f, u, v."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Search settings (hashable: they are static for jit).
+
+    Attributes:
+      schedule: ``paper``, ``release`` or ``parallel`` (module docstring).
+      steps: the 7 step sizes eps in the annotation's own units (``DEFAULT_STEPS``).
+      alpha0: initial step multiplier.
+      alpha_min: ``paper``/``parallel`` stop once alpha has been halved below this.
+      max_sweeps: bound on sweeps per image (a ``parallel`` step counts as a sweep).
+    """
+
+    schedule: str = "paper"
+    steps: tuple[float, ...] = DEFAULT_STEPS
+    alpha0: float = 1.0
+    alpha_min: float = 0.125
+    max_sweeps: int = 50
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if len(self.steps) != 7 or any(not (s > 0 and math.isfinite(s)) for s in self.steps):
+            raise ValueError(f"steps must be 7 positive finite numbers (a, e, theta, d, f, u, v), got {self.steps}")
+        object.__setattr__(self, "steps", tuple(float(s) for s in self.steps))
+        if not self.alpha0 > 0 or not self.alpha_min > 0:
+            raise ValueError(f"alpha0 and alpha_min must be positive, got {self.alpha0}, {self.alpha_min}")
+        if self.max_sweeps < 1:
+            raise ValueError(f"max_sweeps must be at least 1, got {self.max_sweeps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineResult:
+    """Per-image outcome (NumPy arrays, first axis = image).
+
+    Attributes:
+      poses: ``(N, 7)`` float32 refined parameters in ``POSE_FIELDS`` order.
+      iou: ``(N,)`` final IoU; initial_iou: ``(N,)`` IoU at the starting pose.
+      sweeps: ``(N,)`` sweeps (or parallel steps) run; moves: ``(N,)`` accepted moves.
+      alpha: ``(N,)`` final step multiplier.
+      history: ``(N, steps)`` int8, the move taken at each step: for ``paper``/``release``
+        step ``7 * sweep + i`` tries parameter ``i`` and holds +1, -1 or 0 (no move); for
+        ``parallel`` step ``k`` holds ``+-(i + 1)`` for the move on parameter ``i``, or 0.
+    """
+
+    poses: np.ndarray
+    iou: np.ndarray
+    initial_iou: np.ndarray
+    sweeps: np.ndarray
+    moves: np.ndarray
+    alpha: np.ndarray
+    history: np.ndarray
+
+
+def to_annotation_frame(mask: np.ndarray, image_width: int | None = None, image_height: int | None = None) -> np.ndarray:
+    """Resizes a binary mask to the width-300 annotation frame (nearest neighbour).
+
+    Args:
+      mask: ``(H, W)`` mask of the photo (any dtype; nonzero = foreground).
+      image_width, image_height: the photo's size when the mask has another resolution
+        (default: the mask's own size).
+
+    Returns:
+      ``(int(H_photo * 300 / W_photo), 300)`` bool.
+    """
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {m.shape}")
+    w = m.shape[1] if image_width is None else image_width
+    h = m.shape[0] if image_height is None else image_height
+    frame_h = camera.annotation_frame_height(w, h)
+    out = cv2.resize((m != 0).astype(np.uint8), (camera.ANNOTATION_WIDTH, frame_h), interpolation=cv2.INTER_NEAREST)
+    return out > 0
+
+
+def mask_iou(a: jax.Array, b: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+    """IoU of boolean masks over their last two axes, on ``valid`` pixels only.
+
+    Shapes ``(..., H, W)`` (``valid`` broadcastable). An empty union gives 0.
+    """
+    a, b = jnp.asarray(a, bool), jnp.asarray(b, bool)
+    if valid is not None:
+        a, b = a & valid, b & valid
+    inter = jnp.sum(a & b, axis=(-2, -1))
+    union = jnp.sum(a | b, axis=(-2, -1))
+    return jnp.where(union > 0, inter / jnp.maximum(union, 1), 0.0).astype(jnp.float32)
+
+
+def _silhouette_iou(vertices, faces, face_mask, params, frame_heights, reference, valid_rows, active):
+    """IoU of the silhouettes at ``params`` (N, 7) with the references (N, H, 300).
+
+    Images that are not ``active`` get all faces masked: they cost the rasterizer almost
+    nothing (no chunks) and their IoU, meaningless, is never used.
+    """
+    height, width = reference.shape[-2:]
+    proj = camera.projection_matrix(camera.Pose.from_array(params), frame_heights.astype(params.dtype))
+    sil = raster.silhouette(vertices, faces, proj, height, width, face_mask=face_mask & active[:, None])
+    return mask_iou(sil, reference, valid_rows)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _search(vertices, faces, face_mask, params, frame_heights, reference, *, config: SearchConfig):
+    n = params.shape[0]
+    height = reference.shape[-2]
+    valid_rows = (jnp.arange(height)[None, :, None] < frame_heights[:, None, None])
+    reference = reference & valid_rows
+    face_mask = jnp.broadcast_to(face_mask, (n,) + face_mask.shape[-1:])
+
+    def evaluate(p, active):
+        return _silhouette_iou(vertices, faces, face_mask, p, frame_heights, reference, valid_rows, active)
+
+    eps = jnp.asarray(config.steps, jnp.float32)
+    iou0 = evaluate(params, jnp.ones((n,), bool))
+    state = dict(
+        params=params, iou=iou0, alpha=jnp.full((n,), config.alpha0, jnp.float32),
+        changed=jnp.zeros((n,), bool), done=jnp.zeros((n,), bool),
+        sweeps=jnp.zeros((n,), jnp.int32), moves=jnp.zeros((n,), jnp.int32), param=jnp.int32(0),
+        step=jnp.int32(0),
+        history=jnp.zeros((n, config.max_sweeps * (1 if config.schedule == "parallel" else 7)), jnp.int8),
+    )
+
+    def record(s, code):
+        return dict(s, history=s["history"].at[:, s["step"]].set(code.astype(jnp.int8)), step=s["step"] + 1)
+
+    def end_of_sweep(s, improved_somewhere):
+        active = ~s["done"]
+        sweeps = s["sweeps"] + active
+        if config.schedule == "release":
+            finished = ~improved_somewhere
+            alpha = s["alpha"]
+        else:
+            halve = active & ~improved_somewhere
+            alpha = jnp.where(halve, s["alpha"] * 0.5, s["alpha"])
+            finished = halve & (alpha < config.alpha_min)
+        done = s["done"] | (active & (finished | (sweeps >= config.max_sweeps)))
+        return dict(s, sweeps=sweeps, alpha=alpha, done=done, changed=jnp.zeros_like(s["changed"]))
+
+    def sequential_step(s):
+        i = s["param"]
+        delta = (s["alpha"] * eps[i])[:, None] * jax.nn.one_hot(i, 7, dtype=jnp.float32)[None, :]
+        plus, minus = s["params"] + delta, s["params"] - delta
+        active = ~s["done"]
+        iou_p, iou_m = evaluate(plus, active), evaluate(minus, active)
+        take_plus = iou_p >= iou_m
+        best_iou = jnp.where(take_plus, iou_p, iou_m)
+        better = best_iou >= s["iou"] if config.schedule == "release" else best_iou > s["iou"]
+        move = better & ~s["done"]
+        s = record(s, jnp.where(move, jnp.where(take_plus, 1, -1), 0))
+        s = dict(
+            s,
+            params=jnp.where(move[:, None], jnp.where(take_plus[:, None], plus, minus), s["params"]),
+            iou=jnp.where(move, best_iou, s["iou"]),
+            changed=s["changed"] | move,
+            moves=s["moves"] + move,
+            param=(i + 1) % 7,
+        )
+        return jax.lax.cond(i == 6, lambda t: end_of_sweep(t, t["changed"]), lambda t: t, s)
+
+    def parallel_step(s):
+        signs = jnp.array([1.0, -1.0], jnp.float32)
+        # Candidates in the order a+, a-, e+, e-, ...: (14, N, 7).
+        delta = jnp.einsum("p,k,n->pkn", eps, signs, s["alpha"]).reshape(14, n)
+        one_hot = jnp.repeat(jnp.eye(7, dtype=jnp.float32), 2, axis=0)  # (14, 7)
+        cands = s["params"][None] + delta[:, :, None] * one_hot[:, None, :]
+        ious = jax.lax.map(lambda c: evaluate(c, ~s["done"]), cands)  # (14, N): N renders per move
+        best = jnp.argmax(ious, axis=0)  # first maximum: earlier parameter, + before -
+        best_iou = jnp.take_along_axis(ious, best[None], axis=0)[0]
+        move = (best_iou > s["iou"]) & ~s["done"]
+        chosen = jnp.take_along_axis(cands, best[None, :, None], axis=0)[0]
+        code = jnp.where(best % 2 == 0, best // 2 + 1, -(best // 2 + 1))
+        s = record(s, jnp.where(move, code, 0))
+        s = dict(s, params=jnp.where(move[:, None], chosen, s["params"]), iou=jnp.where(move, best_iou, s["iou"]),
+                 moves=s["moves"] + move)
+        return end_of_sweep(s, move)
+
+    step = parallel_step if config.schedule == "parallel" else sequential_step
+    final = jax.lax.while_loop(lambda s: ~jnp.all(s["done"]), step, state)
+    return final["params"], final["iou"], iou0, final["sweeps"], final["moves"], final["alpha"], final["history"]
+
+
+def refine(
+    vertices,
+    faces,
+    poses,
+    reference_masks,
+    frame_heights,
+    *,
+    face_mask=None,
+    config: SearchConfig = SearchConfig(),
+) -> RefineResult:
+    """Refines a batch of annotations.
+
+    Args:
+      vertices: ``(N, V, 3)`` padded model-space vertices per image, or ``(V, 3)`` shared.
+      faces: ``(N, F, 3)`` or ``(F, 3)`` int32; face_mask: ``(N, F)`` bool for padded faces.
+      poses: ``(N, 7)`` starting parameters in ``POSE_FIELDS`` order (radians, model units,
+        pixels of the width-300 frame), or a batched :class:`fgpose.camera.Pose`.
+      reference_masks: ``(N, H, 300)`` bool references in each image's annotation frame,
+        padded to a common height ``H >= max(frame_heights)`` (rows beyond an image's own
+        frame height are ignored).
+      frame_heights: ``(N,)`` int, ``int(H_photo * 300 / W_photo)`` per image.
+      config: the schedule and its parameters.
+
+    Returns:
+      :class:`RefineResult`.
+    """
+    if isinstance(poses, camera.Pose):
+        poses = poses.as_array()
+    params = jnp.asarray(poses, jnp.float32)
+    ref = jnp.asarray(reference_masks, bool)
+    heights = jnp.asarray(frame_heights, jnp.int32).reshape(-1)
+    if params.ndim != 2 or params.shape[1] != 7:
+        raise ValueError(f"poses must be (N, 7), got {params.shape}")
+    n = params.shape[0]
+    if ref.ndim != 3 or ref.shape[0] != n or ref.shape[2] != camera.ANNOTATION_WIDTH:
+        raise ValueError(f"reference_masks must be (N={n}, H, {camera.ANNOTATION_WIDTH}), got {ref.shape}")
+    if heights.shape != (n,):
+        raise ValueError(f"frame_heights must have shape ({n},), got {heights.shape}")
+    if int(jnp.max(heights)) > ref.shape[1] or int(jnp.min(heights)) <= 0:
+        raise ValueError(f"frame heights must be in 1..{ref.shape[1]} (the masks' height), got {np.asarray(heights)}")
+    verts = jnp.asarray(vertices, jnp.float32)
+    tris = jnp.asarray(faces, jnp.int32)
+    if face_mask is None:
+        face_mask = jnp.ones(tris.shape[:-1], bool)
+    out = _search(verts, tris, jnp.asarray(face_mask, bool), params, heights, ref, config=config)
+    return RefineResult(*(np.asarray(x) for x in out))
