@@ -4,6 +4,8 @@ Builds a procedural toy car (box body, cabin, four wheels; ShapeNet axes: +Y up,
 unit bounding-box diagonal), renders silhouettes, depth and 3D location fields for a sweep
 of poses in the width-300 annotation frame with the jitted rasterizer, checks that every
 location-field pixel reprojects onto itself, writes a contact sheet, and prints throughput.
+Then it perturbs the sweep's poses like a human annotator would and refines them back
+against the true silhouettes (Algorithm 1, ``paper`` schedule), reporting the IoU gain.
 With ``FGPOSE_RELEASE_DIR`` set it also renders the real ShapeNet car on its real photo.
 
     python -m fgpose.demo --out out/demo
@@ -24,6 +26,7 @@ from PIL import Image
 
 from fgpose import annotations as anno_lib
 from fgpose import camera, mesh as mesh_lib, raster, viz
+from fgpose.refine import SearchConfig, refine
 
 
 def toy_car() -> mesh_lib.Mesh:
@@ -99,6 +102,16 @@ def main(argv: list[str] | None = None) -> int:
         "location_fields_per_s_batch64": 64 / t_loc,
         "device": str(jax.devices()[0]),
     }
+
+    # Annotation refinement: perturbed poses refined against the true silhouettes.
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1, (args.poses, 7)) * np.array([0.05, 0.03, 0.02, 0.05, 15.0, 4.0, 4.0])
+    start = np.asarray(poses.as_array(), np.float32) + noise.astype(np.float32)
+    t0 = time.perf_counter()
+    refined = refine(car.vertices, car.faces, start, mask, np.full(args.poses, h), config=SearchConfig())
+    report["refine_iou_before_mean"] = float(refined.initial_iou.mean())
+    report["refine_iou_after_mean"] = float(refined.iou.mean())
+    report["refine_s_per_image_incl_compile"] = (time.perf_counter() - t0) / args.poses
 
     root = anno_lib.release_dir()
     if root is not None:
