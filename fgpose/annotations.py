@@ -422,6 +422,26 @@ def release_dir() -> pathlib.Path | None:
     return pathlib.Path(value).expanduser() if value else None
 
 
+def require_release_dir(path: str | os.PathLike | None = None, dataset: str = "StanfordCars") -> pathlib.Path:
+    """The release root from ``path`` or else ``$FGPOSE_RELEASE_DIR``, checked.
+
+    Raises:
+      ValueError: neither is given, the directory does not exist, or it has no
+        ``Anno3D/<dataset>/`` (not the release root); the message says what to pass.
+    """
+    root = pathlib.Path(path).expanduser() if path else release_dir()
+    if root is None:
+        raise ValueError(
+            f"no release directory: pass one or set {RELEASE_DIR_ENV} to the finegrained_pose "
+            "release root (e.g. ../shared/finegrained_pose)"
+        )
+    if not root.is_dir():
+        raise ValueError(f"release directory {root} does not exist")
+    if not (root / "Anno3D" / get_dataset(dataset).name).is_dir():
+        raise ValueError(f"{root} has no Anno3D/{get_dataset(dataset).name}/: not the finegrained_pose release root")
+    return root
+
+
 def get_dataset(dataset: str | DatasetInfo) -> DatasetInfo:
     """Looks a dataset up by its release name (``StanfordCars``, ``CompCars``, ``FGVC_Aircraft``)."""
     if isinstance(dataset, DatasetInfo):

@@ -95,18 +95,12 @@ def _load_pickle(path: pathlib.Path):
 
 
 def resolve_release_dir(arg: str | None) -> pathlib.Path:
-    value = arg or os.environ.get("FGPOSE_RELEASE_DIR")
-    if not value:
-        raise SystemExit(
-            "error: no release directory: pass --release-dir or set FGPOSE_RELEASE_DIR to the "
-            "finegrained_pose release root (e.g. ../shared/finegrained_pose)"
-        )
-    root = pathlib.Path(value).expanduser()
-    if not root.is_dir():
-        raise SystemExit(f"error: release directory {root} does not exist (--release-dir / FGPOSE_RELEASE_DIR)")
-    if not (root / "Anno3D" / ANNO_DATASET).is_dir():
-        raise SystemExit(f"error: {root} has no Anno3D/{ANNO_DATASET}/: not the finegrained_pose release root")
-    return root
+    from fgpose.annotations import require_release_dir  # noqa: PLC0415
+
+    try:
+        return require_release_dir(arg, ANNO_DATASET)
+    except ValueError as err:
+        raise SystemExit(f"error: {err} (--release-dir / FGPOSE_RELEASE_DIR)") from None
 
 
 def load_poses(root: pathlib.Path, model_id: str = MODEL_ID) -> list[tuple[str, str, dict]]:
