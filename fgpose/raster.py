@@ -249,9 +249,9 @@ def _render_batch(
         lx, ly = off[None, None, :], off[None, :, None]
         alpha = [adj[3 * r][:, None, None] * lx + adj[3 * r + 1][:, None, None] * ly + adj[3 * r + 2][:, None, None] for r in range(3)]
         s = alpha[0] + alpha[1] + alpha[2]
-        inside = ((tx * k)[:, None, None] + lx < width) & ((ty * k)[:, None, None] + ly < height)
-        # depth = det / s > near, written without a division (s > 0 there).
-        inside &= (alpha[0] >= 0) & (alpha[1] >= 0) & (alpha[2] >= 0) & (s > 0) & (det[:, None, None] > near * s)
+        # depth = det / s > near, written without a division (s > 0 there). Pixels of edge
+        # tiles beyond the image land in the buffer's padding, which is cropped below.
+        inside = (alpha[0] >= 0) & (alpha[1] >= 0) & (alpha[2] >= 0) & (s > 0) & (det[:, None, None] > near * s)
         dest = jnp.where(j < total, (img * tiles_y + ty) * tiles_x + tx, num_buffers)
         if silhouette_only:
             buf = buf.at[dest].max(inside.astype(jnp.int8), mode="drop")
