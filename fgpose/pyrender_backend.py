@@ -1,7 +1,6 @@
 """OpenGL rendering through pyrender in the release's camera convention.
 
-Used as the independent reference for the JAX rasterizer (tests, benchmarks) and for
-photo-like synthetic images. Headless: set ``PYOPENGL_PLATFORM`` to ``osmesa`` (CPU, Debian's
+Used as the independent reference for the JAX rasterizer (tests, benchmarks). Headless: set ``PYOPENGL_PLATFORM`` to ``osmesa`` (CPU, Debian's
 ``libosmesa6``) or ``egl`` (GPU) *before* OpenGL is imported; :func:`ensure_headless` picks
 ``osmesa`` when nothing is set and there is no display.
 
@@ -61,7 +60,6 @@ class PyrenderRenderer:
         self._scene = pr.Scene(ambient_light=np.full(3, 0.3), bg_color=np.zeros(4))
         self._mesh_node = None
         self._camera_node = self._scene.add(pr.IntrinsicsCamera(1.0, 1.0, 0.0, 0.0, znear, zfar))
-        self._light_node = self._scene.add(pr.DirectionalLight(color=np.ones(3), intensity=3.0))
 
     def close(self) -> None:
         self._renderer.delete()
@@ -91,7 +89,6 @@ class PyrenderRenderer:
         cam.fx, cam.fy, cam.cx, cam.cy = -k[0, 0], k[1, 1], k[0, 2], k[1, 2]
         pose = camera_pose(rotation, distance)
         self._scene.set_pose(self._camera_node, pose)
-        self._scene.set_pose(self._light_node, pose)
 
     def render_depth(self, rotation: np.ndarray, distance: float, intrinsics: np.ndarray) -> np.ndarray:
         """Depth ``(H, W)`` float32 along the optical axis (0 where empty) of the current mesh.
@@ -106,13 +103,3 @@ class PyrenderRenderer:
         self._place_camera(rotation, distance, intrinsics)
         flags = self._pr.RenderFlags.DEPTH_ONLY | self._pr.RenderFlags.SKIP_CULL_FACES
         return np.asarray(self._renderer.render(self._scene, flags=flags), np.float32)
-
-    def render_color(
-        self, rotation: np.ndarray, distance: float, intrinsics: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Shaded RGB ``(H, W, 3)`` uint8 (light at the camera) and depth ``(H, W)`` float32."""
-        if self._mesh_node is None:
-            raise RuntimeError("call set_mesh() before rendering")
-        self._place_camera(rotation, distance, intrinsics)
-        rgb, depth = self._renderer.render(self._scene, flags=self._pr.RenderFlags.SKIP_CULL_FACES)
-        return np.asarray(rgb), np.asarray(depth, np.float32)

@@ -48,7 +48,6 @@ import datetime
 import json
 import os
 import pathlib
-import pickle
 import platform
 import resource
 import statistics
@@ -77,23 +76,6 @@ _MIN_MASK_IOU = 0.99
 # ----------------------------------------------------------------------------- data
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Plain containers and scalars only (the release's pickles need no globals)."""
-
-    def find_class(self, module, name):
-        raise pickle.UnpicklingError(f"refusing global {module}.{name}")
-
-
-def _load_pickle(path: pathlib.Path):
-    try:
-        from fgpose.annotations import safe_load_pickle  # noqa: PLC0415
-
-        return safe_load_pickle(path)
-    except ImportError:
-        with open(path, "rb") as fh:
-            return _PlainUnpickler(fh, encoding="latin1").load()
-
-
 def resolve_release_dir(arg: str | None) -> pathlib.Path:
     from fgpose.annotations import require_release_dir  # noqa: PLC0415
 
@@ -105,28 +87,29 @@ def resolve_release_dir(arg: str | None) -> pathlib.Path:
 
 def load_poses(root: pathlib.Path, model_id: str = MODEL_ID) -> list[tuple[str, str, dict]]:
     """``(split, key, record)`` of the v2 StanfordCars annotations using ``model_id``, sorted."""
+    from fgpose import annotations, camera  # noqa: PLC0415
+
     out = []
     for split in ("train", "test"):
-        path = root / "Anno3D" / ANNO_DATASET / f"{split}_anno_v2.pkl"
-        if not path.is_file():
-            raise SystemExit(f"error: missing annotation file {path}")
-        data = _load_pickle(path)
-        for key in sorted(data):
-            rec = data[key]
-            if rec["model_id"] == model_id:
-                out.append((split, key, {k: float(rec[k]) for k in ("azimuth", "elevation", "theta", "distance", "f", "u", "v")}))
+        try:
+            table = annotations.load_split(root, ANNO_DATASET, split, 2)
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"error: {err}") from None
+        out += [(split, key, {k: getattr(rec, k) for k in camera.POSE_FIELDS})
+                for key, rec in sorted(table.items()) if rec.model_id == model_id]
     if not out:
         raise SystemExit(f"error: no {ANNO_DATASET} v2 annotation uses model {model_id}")
     return out
 
 
 def load_mesh(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
-    import trimesh  # noqa: PLC0415
+    from fgpose import mesh  # noqa: PLC0415
 
-    if not path.is_file():
-        raise SystemExit(f"error: mesh {path} does not exist (--mesh)")
-    mesh = trimesh.load(str(path), force="mesh", process=False)
-    return np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32)
+    try:
+        m = mesh.load_mesh(path)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: {err} (--mesh)") from None
+    return m.vertices, m.faces
 
 
 def camera_arrays(records: list[dict], height: int, width: int):
@@ -710,7 +693,7 @@ def main(argv=None) -> int:
           f"jax {env['jax']}, {env['date']}")
     print(f"fgpose: median of {args.repeats} after compile + warm-up; pyrender/opencv: median of "
           f"{args.baseline_repeats}, one pose at a time (batch B = B single renders)"
-          + (f"; † = OpenCV timed on the first N poses and extrapolated per render" if any(r["extrapolated"] for r in rows) else "")
+          + ("; † = OpenCV timed on the first N poses and extrapolated per render" if any(r["extrapolated"] for r in rows) else "")
           + ". peak MB: XLA memory analysis (temp+arg+out) / peak RSS increase over compile + run in a "
           "fresh process (run: execution alone).")
     print()

@@ -45,7 +45,6 @@ import json
 import os
 import pathlib
 import platform
-import statistics
 import sys
 import time
 

@@ -7,7 +7,6 @@ import pathlib
 import pickle
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg

@@ -26,41 +26,47 @@ def _rot64(a, e, t):
     return rz @ rx @ ry
 
 
-def raycast(vertices, faces, pose, height, width, near=1e-3):
-    """Float64 ray casting in model space, per pixel centre: nearest hit depth, its face id,
-    the 2nd-nearest depth, and the smallest |barycentric| over all triangles in front
-    (how close the centre is to any triangle edge)."""
+def _rays(vertices, faces, pose, pixels, height, near=1e-3):
+    """Float64 Moller-Trumbore in model space for pixel centres ``pixels`` ``(P, 2)`` (row,
+    col) of the ``height x 300`` annotation frame. Returns ``(t, bmin, front)``, each
+    ``(P, F)``: ray depth, smallest barycentric, and whether the triangle's plane is hit in
+    front of the near plane."""
     r = _rot64(pose["azimuth"], pose["elevation"], pose["theta"])
-    d, f = pose["distance"], pose["f"]
-    cx, cy = pose["u"] + 150.0, pose["v"] + height / 2.0  # annotation frame, width 300
-    assert width == 300
-    centre = r.T @ np.array([0.0, 0.0, d])
-    ys, xs = np.mgrid[0:height, 0:width] + 0.5
-    # x = cx + f Xc/Zc with Zc = -1 on the ray -> Xc = -(x - cx)/f.
-    dir_c = np.stack([-(xs - cx) / f, -(ys - cy) / f, -np.ones_like(xs)], -1)
-    dirs = dir_c @ r  # rows: R^T dir_c
+    cx, cy, f = pose["u"] + 150.0, pose["v"] + height / 2.0, pose["f"]
+    centre = r.T @ np.array([0.0, 0.0, pose["distance"]])
+    ys, xs = pixels[:, 0] + 0.5, pixels[:, 1] + 0.5
+    # x = cx + f Xc/Zc with Zc = -1 on the ray -> Xc = -(x - cx)/f; |dir . optical axis| = 1,
+    # so the ray parameter t is the depth.
+    dirs = np.stack([-(xs - cx) / f, -(ys - cy) / f, -np.ones_like(xs)], -1) @ r  # rows: R^T dir_c
     v = np.asarray(vertices, np.float64)[np.asarray(faces)]
     v0, e1, e2 = v[:, 0], v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]
-    dd = dirs.reshape(-1, 1, 3)
+    dd = dirs[:, None, :]
     pvec = np.cross(dd, e2[None])
     det = np.einsum("pfk,fk->pf", pvec, e1)
     ok = np.abs(det) > 1e-14
     inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    tvec = centre[None] - v0
+    tvec = centre - v0
+    qvec = np.cross(tvec, e1)  # (F, 3)
     bu = np.einsum("pfk,fk->pf", pvec, tvec) * inv
-    qvec = np.cross(tvec[None], e1[None])
-    bv = np.einsum("pfk,pfk->pf", dd * np.ones_like(qvec), qvec) * inv
-    t = np.einsum("fk,pfk->pf", e2, qvec) * inv
-    bmin = np.minimum(np.minimum(bu, bv), 1 - bu - bv)
-    hit = ok & (bmin >= 0) & (t > near)
-    depth = np.where(hit, t, np.inf)  # |dir_c . optical axis| = 1, so t is the depth
+    bv = np.einsum("pk,fk->pf", dirs, qvec) * inv
+    t = np.einsum("fk,fk->f", e2, qvec)[None] * inv
+    return t, np.minimum(np.minimum(bu, bv), 1 - bu - bv), ok & (t > near)
+
+
+def raycast(vertices, faces, pose, height, width, near=1e-3):
+    """Per pixel centre of the whole image: nearest hit depth, its face id, the 2nd-nearest
+    depth, and the smallest |barycentric| over all triangles in front (how close the centre
+    is to any triangle edge)."""
+    assert width == 300
+    pixels = np.argwhere(np.ones((height, width), bool))
+    t, bmin, front = _rays(vertices, faces, pose, pixels, height, near)
+    depth = np.where(front & (bmin >= 0), t, np.inf)
     order = np.argsort(depth, axis=1)
     first, second = order[:, 0], order[:, 1] if depth.shape[1] > 1 else order[:, 0]
     rows = np.arange(depth.shape[0])
     d1, d2 = depth[rows, first], depth[rows, second]
+    edge = np.min(np.where(front, np.abs(bmin), np.inf), axis=1)
     shape = (height, width)
-    # Smallest |barycentric| over triangles in front: ~0 means the centre is on some edge.
-    edge = np.min(np.where(ok & (t > near), np.abs(bmin), np.inf), axis=1)
     return (
         d1.reshape(shape),
         np.where(np.isfinite(d1), first, -1).reshape(shape),
@@ -241,25 +247,8 @@ def car_render(car):
 
 def _raycast_pixels(verts, faces, pose, pixels, height):
     """Float64 nearest-hit depth at chosen pixel centres ``(N, 2)`` (row, col)."""
-    r = _rot64(pose["azimuth"], pose["elevation"], pose["theta"])
-    cx, cy, f = pose["u"] + 150.0, pose["v"] + height / 2.0, pose["f"]
-    centre = r.T @ np.array([0.0, 0.0, pose["distance"]])
-    v = np.asarray(verts, np.float64)[faces]
-    v0, e1, e2 = v[:, 0], v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]
-    out = []
-    for y, x in pixels:
-        dd = np.array([-(x + 0.5 - cx) / f, -(y + 0.5 - cy) / f, -1.0]) @ r
-        pv = np.cross(dd, e2)
-        det = np.einsum("fk,fk->f", pv, e1)
-        inv = 1.0 / np.where(det == 0, 1.0, det)
-        tv = centre - v0
-        bu = np.einsum("fk,fk->f", pv, tv) * inv
-        qv = np.cross(tv, e1)
-        bv = (qv @ dd) * inv
-        t = np.einsum("fk,fk->f", qv, e2) * inv
-        hit = (det != 0) & (bu >= 0) & (bv >= 0) & (bu + bv <= 1) & (t > 1e-3)
-        out.append(np.min(np.where(hit, t, np.inf)))
-    return np.array(out)
+    t, bmin, front = _rays(verts, faces, pose, np.asarray(pixels), height)
+    return np.min(np.where(front & (bmin >= 0), t, np.inf), axis=1)
 
 
 def test_real_car_matches_pyrender(car, car_render):

@@ -244,26 +244,6 @@ def refine_one(
 # ----------------------------------------------------------------------------- renderers
 
 
-def rotation_matrix_np(azimuth: float, elevation: float, theta: float) -> np.ndarray:
-    """``Rz(theta) Rx(elevation) Ry(azimuth)`` in float64 NumPy, ``(3, 3)``.
-
-    The same formula, term for term, as :func:`fgpose.camera.rotation_matrix` (which is
-    ``jax.numpy`` and float32 unless x64 is enabled); plain NumPy avoids a JAX dispatch per
-    render in the baseline loop.
-    """
-    a, e, t = (np.float64(x) for x in (azimuth, elevation, theta))
-    ca, sa, ce, se, ct, st = np.cos(a), np.sin(a), np.cos(e), np.sin(e), np.cos(t), np.sin(t)
-    m = np.array([[ca, 0.0, -sa], [-se * sa, ce, -se * ca], [ce * sa, se, ce * ca]])
-    return np.stack([ct * m[0] - st * m[1], st * m[0] + ct * m[1], m[2]])
-
-
-def intrinsics_np(f: float, u: float, v: float, frame_height: int) -> np.ndarray:
-    """``K = [[f, 0, u + 150], [0, f, v + h/2], [0, 0, 1]]`` (float64) in the ``h x 300`` annotation frame."""
-    return np.array(
-        [[f, 0.0, u + camera.ANNOTATION_WIDTH / 2], [0.0, f, v + frame_height / 2], [0.0, 0.0, 1.0]], np.float64
-    )
-
-
 def pyrender_silhouette_fn(renderer, frame_height: int) -> SilhouetteFn:
     """Single-pose OpenGL silhouettes through :class:`fgpose.pyrender_backend.PyrenderRenderer`.
 
@@ -274,7 +254,7 @@ def pyrender_silhouette_fn(renderer, frame_height: int) -> SilhouetteFn:
 
     Returns:
       ``fn(params (7,)) -> (h, 300) bool``: ``depth > 0`` of the render with ``R`` and ``K``
-      built in float64 from the (float32) params, ``u' = u + 150``, ``v' = v + h/2``.
+      from :mod:`fgpose.camera` (``u' = u + 150``, ``v' = v + h/2``).
     """
     h = int(frame_height)
     if (renderer.height, renderer.width) != (h, camera.ANNOTATION_WIDTH):
@@ -283,9 +263,10 @@ def pyrender_silhouette_fn(renderer, frame_height: int) -> SilhouetteFn:
         )
 
     def render(params: np.ndarray) -> np.ndarray:
-        a, e, t, d, f, u, v = (float(x) for x in np.asarray(params, np.float64).reshape(7))
-        depth = renderer.render_depth(rotation_matrix_np(a, e, t), d, intrinsics_np(f, u, v, h))
-        return depth > 0
+        pose = camera.Pose.from_array(np.asarray(params, np.float32).reshape(7))
+        rotation = np.asarray(pose.rotation(), np.float64)
+        k = np.asarray(camera.intrinsics(pose, h), np.float64)
+        return renderer.render_depth(rotation, float(pose.distance), k) > 0
 
     return render
 
@@ -330,10 +311,8 @@ __all__ = [
     "Move",
     "SilhouetteFn",
     "Step",
-    "intrinsics_np",
     "iou",
     "pyrender_silhouette_fn",
     "raster_silhouette_fn",
     "refine_one",
-    "rotation_matrix_np",
 ]
