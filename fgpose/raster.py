@@ -173,7 +173,7 @@ def _render_batch(
     # Depth levels: what the int32 key leaves beside the face id, capped at 22 bits so that
     # the quantised depth is exact in float32 (a rounded-up 2**31 would wrap negative).
     qmax = (1 << min(31 - fbits, 22)) - 1
-    # A triangle's first tile and tiles per row, packed in one int32 (x | y << bx | n << 2bx).
+    # A triangle's first tile and tiles per row, packed in one int32 (x | y << bx | n << (bx + by)).
     bx, by = max(1, tiles_x.bit_length()), max(1, tiles_y.bit_length())
     if 2 * bx + by > 31:
         raise ValueError(f"{height}x{width} has too many {k}-pixel tiles; raise `tile`")
@@ -196,7 +196,7 @@ def _render_batch(
     ty0 = t["y_lo"].astype(jnp.int32) // k
     ntx = t["x_hi"].astype(jnp.int32) // k - tx0 + 1
     counts = jnp.where(valid, ntx * (t["y_hi"].astype(jnp.int32) // k - ty0 + 1), 0).reshape(n_tri)
-    first_tile = jnp.broadcast_to(tx0 | (ty0 << bx) | (jnp.maximum(ntx, 1) << (2 * bx)), (batch, num_faces)).reshape(n_tri)
+    first_tile = jnp.broadcast_to(tx0 | (ty0 << bx) | (jnp.maximum(ntx, 1) << (bx + by)), (batch, num_faces)).reshape(n_tri)
     ends = jnp.cumsum(counts)
     total = ends[-1]
     starts = ends - counts
@@ -235,7 +235,7 @@ def _render_batch(
         img = tri // num_faces
         face = tri - img * num_faces
         packed = jnp.take(first_tile, tri, mode="clip")
-        per_row = packed >> (2 * bx)
+        per_row = packed >> (bx + by)
         local = j - jnp.take(starts, tri, mode="clip")
         ty_local = local // per_row
         tx = (packed & ((1 << bx) - 1)) + local - ty_local * per_row

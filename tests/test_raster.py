@@ -122,6 +122,17 @@ def test_random_triangles_match_raycast():
     assert n > 1000
 
 
+def test_portrait_image_with_more_tile_rows_than_columns():
+    # 520 x 300 has 65 tile rows but 38 tile columns: the packed first tile needs more bits
+    # for its row than for its column (a former bug dropped coverage here).
+    verts, faces = _random_scene(3)
+    pose = _pose(d=1.5, f=350.0, v=90.0)
+    h, w = 520, 300
+    out = raster.render(verts, faces, _proj(pose, h), h, w)
+    n = _compare_with_raycast(verts, faces, pose, h, w, out)
+    assert n > 5000
+
+
 def test_triangles_crossing_the_camera_plane():
     """A ground plane passing under and behind the camera, and triangles with a vertex behind
     it: drawn exactly where the ray caster sees them, without clipping."""
