@@ -140,9 +140,16 @@ def angles_from_rotation(rotation: jax.Array) -> tuple[jax.Array, jax.Array, jax
     # Away from the lock: R01 = -sin t cos e, R11 = cos t cos e.
     theta = jnp.where(locked, 0.0, jnp.arctan2(-r[..., 0, 1], r[..., 1, 1]))
     azimuth_free = jnp.arctan2(r[..., 2, 0], r[..., 2, 2])
-    # At the lock with theta = 0: R00 = cos a, R02 = -sin a.
-    azimuth_locked = jnp.arctan2(-r[..., 0, 2], r[..., 0, 0])
-    azimuth = jnp.where(locked, azimuth_locked, azimuth_free)
+    # Near the lock, azimuth and theta are ill-conditioned one by one but their sum (for
+    # sin e < 0) or difference (sin e > 0) is not: R10 - R02 = (1 - sin e) sin(t + a),
+    # R00 + R12 = (1 - sin e) cos(t + a), R02 + R10 = (1 + sin e) sin(t - a),
+    # R00 - R12 = (1 + sin e) cos(t - a). Taking azimuth from that combination and theta
+    # keeps R exact to float rounding there (float32 records with cos e ~ 1e-6 exist).
+    t_plus_a = jnp.arctan2(r[..., 1, 0] - r[..., 0, 2], r[..., 0, 0] + r[..., 1, 2])
+    t_minus_a = jnp.arctan2(r[..., 0, 2] + r[..., 1, 0], r[..., 0, 0] - r[..., 1, 2])
+    azimuth_near = jnp.where(r[..., 2, 1] > 0, theta - t_minus_a, t_plus_a - theta)
+    azimuth_near = jnp.arctan2(jnp.sin(azimuth_near), jnp.cos(azimuth_near))
+    azimuth = jnp.where(cos_e < 1e-3, azimuth_near, azimuth_free)
     return azimuth, elevation, theta
 
 

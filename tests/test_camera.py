@@ -206,6 +206,14 @@ def test_angles_from_rotation_ranges_and_gimbal_lock():
     assert (np.abs(e) <= PI / 2).all() and (a > -PI - 1e-12).all() and (a <= PI).all()
     assert (t > -PI - 1e-12).all() and (t <= PI).all()
     np.testing.assert_allclose(ref_rotation(a, e, t), mats, atol=1e-12)
+    # float32 rotations within 1e-6 rad of the lock (one release record has cos e = 1e-6),
+    # rebuilt from quaternions (so not exactly of the form Rz Rx Ry): R is recovered to
+    # float32 rounding, not with an error of ~eps / cos(e).
+    e32 = np.where(np.arange(100) % 2 == 0, -1.57079533, 1.5707950)
+    r32 = camera.rotation_matrix(*(jnp.asarray(x, jnp.float32) for x in (a_l.repeat(2), e32, t_l.repeat(2))))
+    r32 = jax.jit(lambda r: camera.rotation_from_quaternion(camera.quaternion_from_rotation(r)))(r32)
+    back = jax.jit(lambda r: camera.rotation_matrix(*camera.angles_from_rotation(r)))(r32)
+    np.testing.assert_allclose(np.asarray(back), np.asarray(r32), atol=2e-6)
 
 
 # ----------------------------------------------------------------------------- whole release

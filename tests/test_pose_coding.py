@@ -139,16 +139,10 @@ def _check_round_trip(poses, hw, frame_h, scale, box, dtype, rot_atol):
 
 
 def test_round_trip_release_float32(real):
-    """float32 round trip of every release pose except those within 1e-4 of gimbal lock.
-
-    One release record (FGVC-Aircraft, elevation -1.57079533, cos e = 1e-6) sits at the lock,
-    where ``camera.angles_from_rotation`` in float32 (lock threshold cos e < 1e-7) splits the
-    rotation into azimuth and theta with ~eps/cos(e) error; the float64 test covers it.
-    """
-    poses, hw, frame_h, scale, box = real
-    keep = np.abs(np.cos(poses[:, 1])) > 1e-4
-    assert np.sum(~keep) <= 2
-    _check_round_trip(*(x[keep] for x in real), jnp.float32, rot_atol=1e-5)
+    """float32 round trip of every release pose, including the FGVC-Aircraft record at the
+    gimbal lock (elevation -1.57079533, cos e = 1e-6)."""
+    assert np.sum(np.abs(np.cos(real[0][:, 1])) < 1e-4) >= 1  # the lock case is covered
+    _check_round_trip(*real, jnp.float32, rot_atol=1e-5)
 
 
 def test_round_trip_release_float64(real):
@@ -157,9 +151,7 @@ def test_round_trip_release_float64(real):
 
 
 def test_decoded_projection_matches_reference(real):
-    # float32, away from gimbal lock (see test_round_trip_release_float32).
-    keep = np.abs(np.cos(real[0][:, 1])) > 1e-4
-    poses, hw, frame_h, scale, box = (x[keep] for x in real)
+    poses, hw, frame_h, scale, box = real
     args = _f32(box, frame_h, hw, scale)
     t = pc.encode_pose_targets(jnp.asarray(poses, jnp.float32), *args)
     pose = pc.decode_pose(t["quaternion"], t["offset"], t["distance"], t["focal"], *args)
