@@ -22,10 +22,40 @@ import numpy as np
 
 
 def ensure_headless() -> str:
-    """Sets ``PYOPENGL_PLATFORM=osmesa`` unless a platform is set or a display exists."""
+    """Sets ``PYOPENGL_PLATFORM=osmesa`` unless a platform is set or a display exists, then
+    loads OpenGL isolated from TensorFlow (see :func:`_import_opengl_isolated`)."""
     if "PYOPENGL_PLATFORM" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["PYOPENGL_PLATFORM"] = "osmesa"
+    _import_opengl_isolated()
     return os.environ.get("PYOPENGL_PLATFORM", "")
+
+
+def _import_opengl_isolated() -> None:
+    """Imports PyOpenGL with its GL libraries loaded ``RTLD_LOCAL | RTLD_DEEPBIND``.
+
+    PyOpenGL loads ``libOSMesa``/``libGL``/``libEGL`` with ``RTLD_GLOBAL``, which puts Mesa's
+    ``libLLVM`` in the global symbol scope; TensorFlow (loaded before or after, e.g. by
+    TFDS) carries its own LLVM, and the two then bind to each other's symbols: importing
+    TensorFlow after OpenGL segfaults, and the reverse order aborts at exit
+    (``free(): invalid pointer``). Local, deep-bound loading keeps each library's symbols to
+    itself. PyOpenGL only calls GL through its own handles, so nothing needs them global.
+    """
+    import sys  # noqa: PLC0415
+
+    if "OpenGL.GL" in sys.modules or not hasattr(os, "RTLD_DEEPBIND"):
+        return
+    import ctypes  # noqa: PLC0415
+
+    original = ctypes.CDLL.__init__
+
+    def local_init(self, name, mode=ctypes.DEFAULT_MODE, *args, **kwargs):
+        original(self, name, (mode & ~os.RTLD_GLOBAL) | os.RTLD_DEEPBIND, *args, **kwargs)
+
+    ctypes.CDLL.__init__ = local_init
+    try:
+        import OpenGL.GL  # noqa: F401, PLC0415
+    finally:
+        ctypes.CDLL.__init__ = original
 
 
 def _pyrender():
