@@ -1,2 +1,18 @@
-"""TFDS builders for StanfordCars3D, CompCars3D, FGVC-Aircraft3D and the embedded synthetic
-dataset (one sub-package per dataset; thin wrappers over fgpose's camera, mesh and raster)."""
+"""TFDS builders of fgpose: ``stanford_cars3d``, ``compcars3d``, ``fgvc_aircraft3d`` (real data
+read from a manual directory laid out like the finegrained-pose release) and
+``synthetic_pose3d`` (procedural, embedded). Importing this package registers all four.
+
+Each builder is a thin wrapper: it parses its layout and calls
+:func:`fgpose.example_geometry.example_geometry` (camera matrices, box, mask and location
+field from fgpose's camera and jitted rasterizer). Features: spec section A
+(:func:`tfds_builders.base.pose3d_features`). Default file format: array_record, so
+``tfds.data_source(name, data_dir=...)`` gives random access.
+"""
+
+from tfds_builders import base
+from tfds_builders.compcars3d import Builder as CompCars3D
+from tfds_builders.fgvc_aircraft3d import Builder as FgvcAircraft3D
+from tfds_builders.stanford_cars3d import Builder as StanfordCars3D
+from tfds_builders.synthetic_pose3d import Builder as SyntheticPose3D
+
+__all__ = ["CompCars3D", "FgvcAircraft3D", "StanfordCars3D", "SyntheticPose3D", "base"]
