@@ -1,0 +1,26 @@
+"""CompCars3D fine-tuned from a StanfordCars3D run (the paper's transfer setting).
+
+Set ``--config.train.init_checkpoint=<workdir of a configs/stanford_cars3d.py run>``. All
+parameters whose shapes match are loaded; the class-dependent layers (196 vs 113 classes:
+the box head's classifier, and any class-specific pose outputs) are re-initialised. Shorter
+schedule with a 10x smaller LR than training from ImageNet, and a short warm-up.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compcars3d import get_config as _compcars3d  # noqa: E402
+
+
+def get_config():
+    c = _compcars3d()
+    c.train.init_checkpoint = "runs/stanford_cars3d"  # override with the real workdir
+    c.optim.base_lr = 0.002
+    c.optim.warmup_steps = 100
+    c.train.num_steps = 4_000
+    c.optim.decay_steps = (3_000,)
+    c.train.eval_every = 1_000
+    return c

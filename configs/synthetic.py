@@ -1,0 +1,50 @@
+"""CPU default: the embedded ``synthetic_pose3d`` dataset (builder config ``tiny``).
+
+ResNet-18 at reduced width, small input frame and small heads so that training and
+evaluation finish in about 15 minutes on 2 CPU cores. (The lead tunes the step count / sizes.)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from base import get_base_config  # noqa: E402
+
+
+def get_config():
+    c = get_base_config()
+    c.dataset.name = "synthetic_pose3d"
+    c.dataset.builder_config = "tiny"
+    c.dataset.num_classes = None  # read from the built dataset
+    c.data.input_size = (128, 128)
+    c.data.num_workers = 1
+
+    m = c.model
+    m.backbone.depth = 18
+    m.backbone.width = 16
+    m.backbone.norm = "group"
+    m.fpn.channels = 64
+    m.anchors.sizes = (16, 32, 64, 128, 256)
+    m.rpn.pre_nms_topk = 300
+    m.rpn.post_nms_topk = 64
+    m.rpn.batch_size_per_image = 64
+    m.roi.batch_size_per_image = 32
+    m.roi.output_size = 7
+    m.box_head.fc_dim = 128
+    m.pose_head.fc_dim = 128
+    m.test.detections_per_image = 10
+
+    c.optim.base_lr = 0.02
+    c.optim.warmup_steps = 100
+    c.optim.decay_steps = (1_600, 1_900)
+    c.train.global_batch_size = 8
+    c.train.num_steps = 2_000
+    c.train.log_every = 20
+    c.train.eval_every = 1_000
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 2
+    c.eval.batch_size = 16
+    c.eval.num_overlays = 8
+    return c

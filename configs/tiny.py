@@ -1,0 +1,48 @@
+"""Tests only: a very small model on 32-64 px inputs, a few steps, frequent logs/checkpoints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from base import get_base_config  # noqa: E402
+
+
+def get_config():
+    c = get_base_config()
+    c.dataset.name = "synthetic_pose3d"
+    c.dataset.builder_config = "tiny"
+    c.dataset.num_classes = None
+    c.data.input_size = (64, 64)
+    c.data.num_workers = 0
+
+    m = c.model
+    m.backbone.depth = 18
+    m.backbone.width = 8
+    m.backbone.norm = "group"
+    m.fpn.channels = 16
+    m.anchors.sizes = (8, 16, 32, 64, 128)
+    m.rpn.pre_nms_topk = 64
+    m.rpn.post_nms_topk = 16
+    m.rpn.batch_size_per_image = 32
+    m.roi.batch_size_per_image = 8
+    m.roi.output_size = 4
+    m.box_head.fc_dim = 32
+    m.pose_head.fc_dim = 32
+    m.test.detections_per_image = 5
+
+    c.optim.base_lr = 0.01
+    c.optim.warmup_steps = 2
+    c.optim.decay_steps = (8,)
+    c.train.global_batch_size = 4
+    c.train.num_steps = 10
+    c.train.log_every = 2
+    c.train.eval_every = 0
+    c.train.checkpoint_every = 5
+    c.train.keep_checkpoints = 2
+    c.train.final_eval = False
+    c.eval.batch_size = 4
+    c.eval.num_overlays = 2
+    c.eval.max_examples = 8
+    return c

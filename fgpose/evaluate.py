@@ -1,0 +1,558 @@
+"""Evaluation: ``python -m fgpose.evaluate --config configs/<name>.py --workdir DIR``.
+
+Restores the latest checkpoint of ``workdir``, runs ``model.predict`` over
+``config.dataset.eval_split`` (sharded like training, every process reading its share) and
+reports:
+
+* the paper's Table 2 columns (:func:`fgpose.metrics.pose_metrics`): median / mean rotation
+  error ``e_R`` (degrees), ``Acc_pi/6`` (%), median / mean normalised ``~e_ADD`` and
+  ``Acc_0.1`` (%), for the pose predicted on the top-scoring detection of each image (an
+  image without any detection is a failure: infinite errors);
+* detection AP50: VOC AP (all-point interpolated precision/recall area) at IoU 0.5 over the
+  top-K detections of every image, class-aware (mean over classes with ground truth) and
+  class-agnostic.
+
+``~e_ADD`` needs the CAD model of each object, taken as the mesh of its ground-truth class:
+
+* real datasets (stanford_cars3d, compcars3d, fgvc_aircraft3d) with ``$FGPOSE_RELEASE_DIR``
+  set and every class's ``CAD/<synset>/<id>/model.obj`` present: the ShapeNet meshes
+  (normalised, up to :data:`MAX_VERTICES` vertices each, deterministic subsample);
+* ``synthetic_pose3d``: the procedural class meshes when the builder exposes them
+  (``Builder.class_meshes()``);
+* otherwise a proxy: the 8 corners of a centred cube of unit diagonal, reported as
+  ``add_vertices = 'unit_box_corners'`` (e_R columns are unaffected).
+
+Outputs (process 0): ``workdir/eval/<step>.json`` (metrics, per-example errors, curves),
+``workdir/eval/<step>_accuracy.png`` (Figure 8: accuracy vs rotation-error threshold and vs
+``~e_ADD`` threshold), ``workdir/eval/<step>_overlays.png`` (Figure 9: predicted box and
+projected 3D box/model wireframe in green, ground truth in red, on test images), and the
+table on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pathlib
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from fgpose import camera, distributed, metrics
+
+log = logging.getLogger("fgpose.evaluate")
+
+MAX_VERTICES = 1000
+"""Vertices per CAD model used for ``~e_ADD`` (uniform deterministic subsample of larger meshes)."""
+
+REAL_DATASETS = {"stanford_cars3d": "StanfordCars", "compcars3d": "CompCars", "fgvc_aircraft3d": "FGVC_Aircraft"}
+
+TABLE_COLUMNS = (
+    ("rot_median_deg", "MedErr_R (deg)", "{:.2f}"),
+    ("rot_mean_deg", "MeanErr_R (deg)", "{:.2f}"),
+    ("rot_acc_pi_6", "Acc_pi/6 (%)", "{:.1f}"),
+    ("add_median", "MedErr_ADD", "{:.3f}"),
+    ("add_mean", "MeanErr_ADD", "{:.3f}"),
+    ("add_acc_0.1", "Acc_0.1 (%)", "{:.1f}"),
+    ("ap50", "AP50 (%)", "{:.1f}"),
+    ("ap50_agnostic", "AP50 agn. (%)", "{:.1f}"),
+)
+
+
+# ----------------------------------------------------------------------------- detection AP
+
+
+def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes ``(N, 4)`` x ``(M, 4)`` (y0, x0, y1, x1), continuous coordinates -> ``(N, M)``."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    y0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    x0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    y1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    x1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(y1 - y0, 0, None) * np.clip(x1 - x0, 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Area under the monotone (interpolated) precision-recall curve (VOC 2010+ all-point AP)."""
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[0.0], precision, [0.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]
+    i = np.nonzero(r[1:] != r[:-1])[0]
+    return float(np.sum((r[i + 1] - r[i]) * p[i + 1]))
+
+
+def _ap_one(det_img, det_boxes, det_scores, gt_boxes_per_img: Mapping[int, np.ndarray], iou_thr: float):
+    num_gt = sum(len(g) for g in gt_boxes_per_img.values())
+    if num_gt == 0:
+        return None
+    order = np.argsort(-np.asarray(det_scores), kind="stable")
+    used = {k: np.zeros(len(g), bool) for k, g in gt_boxes_per_img.items()}
+    tp = np.zeros(len(order))
+    for rank, d in enumerate(order):
+        gts = gt_boxes_per_img.get(int(det_img[d]))
+        if gts is None or len(gts) == 0:
+            continue
+        ious = box_iou_np(det_boxes[d][None], gts)[0]
+        j = int(np.argmax(ious))
+        if ious[j] >= iou_thr and not used[int(det_img[d])][j]:
+            used[int(det_img[d])][j] = True
+            tp[rank] = 1
+    ctp = np.cumsum(tp)
+    cfp = np.cumsum(1 - tp)
+    recall = ctp / num_gt
+    precision = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
+    return voc_ap(recall, precision)
+
+
+def detection_ap(
+    det_boxes: np.ndarray,
+    det_scores: np.ndarray,
+    det_classes: np.ndarray,
+    det_valid: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_labels: np.ndarray,
+    gt_valid: np.ndarray,
+    iou_threshold: float = 0.5,
+) -> dict[str, float]:
+    """VOC-style AP at ``iou_threshold`` over all images.
+
+    Args:
+      det_boxes: ``(I, K, 4)`` detections (y0, x0, y1, x1) of ``I`` images, top-K each.
+      det_scores, det_classes, det_valid: ``(I, K)``.
+      gt_boxes: ``(I, G, 4)`` in the same frame; gt_labels, gt_valid: ``(I, G)``.
+
+    Detections are ranked by score over all images; each matches the unmatched ground truth
+    of its image (and class) with the highest IoU if that IoU >= the threshold (a detection
+    whose best ground truth is already taken is a false positive, as in VOC).
+
+    Returns:
+      ``{'ap50': mean over classes with ground truth of the per-class AP (percent),
+      'ap50_agnostic': AP ignoring classes (percent), 'ap50_per_class': {class: AP}}``.
+    """
+    det_valid = np.asarray(det_valid, bool)
+    gt_valid = np.asarray(gt_valid, bool)
+    img_idx = np.broadcast_to(np.arange(det_valid.shape[0])[:, None], det_valid.shape)
+    d_img, d_box = img_idx[det_valid], np.asarray(det_boxes)[det_valid]
+    d_score, d_cls = np.asarray(det_scores)[det_valid], np.asarray(det_classes)[det_valid]
+    g_img = np.broadcast_to(np.arange(gt_valid.shape[0])[:, None], gt_valid.shape)[gt_valid]
+    g_box, g_cls = np.asarray(gt_boxes)[gt_valid], np.asarray(gt_labels)[gt_valid]
+
+    def group(mask):
+        out: dict[int, list] = {}
+        for i, b in zip(g_img[mask], g_box[mask]):
+            out.setdefault(int(i), []).append(b)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    agnostic = _ap_one(d_img, d_box, d_score, group(np.ones(len(g_img), bool)), iou_threshold)
+    per_class = {}
+    for c in np.unique(g_cls):
+        m = d_cls == c
+        per_class[int(c)] = _ap_one(d_img[m], d_box[m], d_score[m], group(g_cls == c), iou_threshold)
+    mean = float(np.mean(list(per_class.values()))) if per_class else float("nan")
+    return {
+        "ap50": 100.0 * mean,
+        "ap50_agnostic": 100.0 * agnostic if agnostic is not None else float("nan"),
+        "ap50_per_class": {k: 100.0 * v for k, v in per_class.items()},
+    }
+
+
+# ----------------------------------------------------------------------------- CAD vertices
+
+
+def unit_box_corners() -> np.ndarray:
+    """``(8, 3)`` corners of the centred cube with unit diagonal (ShapeNet scale)."""
+    h = 0.5 / math.sqrt(3.0)
+    return np.array([[x, y, z] for x in (-h, h) for y in (-h, h) for z in (-h, h)], np.float32)
+
+
+def _subsample(v: np.ndarray, n: int) -> np.ndarray:
+    v = np.asarray(v, np.float32)
+    if len(v) <= n:
+        return v
+    return v[np.linspace(0, len(v) - 1, n).round().astype(int)]
+
+
+def pack_vertices(vertex_list: Sequence[np.ndarray], max_vertices: int = MAX_VERTICES) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class vertex arrays -> padded ``(C, N, 3)`` float32 and mask ``(C, N)``."""
+    vs = [_subsample(v, max_vertices) for v in vertex_list]
+    n = max(len(v) for v in vs)
+    out = np.zeros((len(vs), n, 3), np.float32)
+    mask = np.zeros((len(vs), n), bool)
+    for i, v in enumerate(vs):
+        out[i, :len(v)] = v
+        mask[i, :len(v)] = True
+    return out, mask
+
+
+def class_vertices(config, num_classes: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Model vertices per class for ``~e_ADD``: ``(C, N, 3)``, mask ``(C, N)``, source name.
+
+    See the module docstring for the sources tried; the fallback is
+    ``'unit_box_corners'`` (the same 8 points for every class).
+    """
+    name = config.dataset.name
+    if name in REAL_DATASETS:
+        from fgpose import annotations, mesh
+
+        root = annotations.release_dir()
+        if root is not None:
+            try:
+                ids = annotations.load_class_models(root, REAL_DATASETS[name])
+                paths = [annotations.cad_path(root, REAL_DATASETS[name], i) for i in ids]
+                if len(ids) == num_classes and all(p.exists() for p in paths):
+                    vs = [mesh.load_mesh(p, normalize=True).vertices for p in paths]
+                    v, m = pack_vertices(vs)
+                    return v, m, "cad"
+                missing = sum(not p.exists() for p in paths)
+                log.warning("%d of %d CAD models missing under %s: ~e_ADD uses unit-box corners", missing,
+                            len(paths), root)
+            except (OSError, ValueError) as exc:
+                log.warning("cannot read CAD models (%s): ~e_ADD uses unit-box corners", exc)
+    else:
+        try:
+            import tensorflow_datasets as tfds
+
+            import tfds_builders  # noqa: F401
+
+            cfg = config.dataset.builder_config
+            builder = tfds.builder(name, data_dir=config.dataset.data_dir, **({"config": cfg} if cfg else {}))
+            get = getattr(builder, "class_meshes", None)
+            if get is not None:
+                meshes = get()
+                if len(meshes) == num_classes:
+                    v, m = pack_vertices([getattr(x, "vertices", x) for x in meshes])
+                    return v, m, "class_meshes"
+        except Exception as exc:  # noqa: BLE001 - any failure falls back to the documented proxy
+            log.info("no class meshes from the %s builder (%s)", name, exc)
+    box = unit_box_corners()
+    return np.broadcast_to(box, (num_classes,) + box.shape).copy(), np.ones((num_classes, 8), bool), \
+        "unit_box_corners"
+
+
+# ----------------------------------------------------------------------------- pose errors
+
+
+@jax.jit
+def pose_errors(pred_pose, pred_projection, gt_pose, frame_height, original_hw, vertices, vertex_mask):
+    """Per-example errors.
+
+    Args:
+      pred_pose: ``(M, 7)`` predicted poses (release convention).
+      pred_projection: ``(M, 3, 4)`` predicted P in original-photo pixels.
+      gt_pose: ``(M, 7)``; frame_height ``(M,)``; original_hw ``(M, 2)``.
+      vertices, vertex_mask: ``(M, N, 3)``, ``(M, N)`` the GT class's model.
+
+    Returns:
+      ``(e_R radians (M,), ~e_ADD (M,), e_ADD original pixels (M,), P_gt (M, 3, 4))``.
+    """
+    gt = camera.Pose.from_array(gt_pose)
+    pr = camera.Pose.from_array(pred_pose)
+    rot = metrics.rotation_error(pr.rotation(), gt.rotation())
+    p_gt = camera.projection_matrix(gt, frame_height, image_size=(original_hw[:, 0], original_hw[:, 1]))
+    e_add, e_add_norm = metrics.add_error(pred_projection, p_gt, vertices, vertex_mask)
+    return rot, e_add_norm, e_add, p_gt
+
+
+# ----------------------------------------------------------------------------- prediction loop
+
+
+def make_predict_fn(graphdef: nnx.GraphDef, mesh, state_shardings) -> Callable:
+    """Jitted ``(state, batch) -> predictions`` (batch-sharded in and out)."""
+    bs = distributed.batch_sharding(mesh)
+
+    def predict(state, batch):
+        model = nnx.merge(graphdef, state["params"], state["rest"])
+        return model.predict(batch)
+
+    return jax.jit(predict, in_shardings=(state_shardings, bs), out_shardings=bs)
+
+
+_GT_KEYS = ("boxes", "box_valid", "labels", "pose", "frame_height", "original_hw", "scale", "image_hw", "index",
+            "valid")
+
+
+def _default_eval_iterator(config, split, process_index, process_count):
+    from fgpose.data import make_eval_iterator
+
+    return make_eval_iterator(config, split, process_index, process_count)
+
+
+def run_predictions(config, graphdef, state, *, mesh, state_shardings, eval_iterator_fn=None,
+                    num_images: int = 0) -> tuple[dict[str, np.ndarray], list[tuple[int, np.ndarray]]]:
+    """Predicts on the eval split; returns concatenated host arrays (GT + ``pred/*``) and images.
+
+    Every process runs this (collectives); rows are in global batch order. ``num_images``
+    input images (process 0's first valid examples, as ``(example index, unpadded image)``) are
+    kept for overlays.
+    """
+    predict = make_predict_fn(graphdef, mesh, state_shardings)
+    it = (eval_iterator_fn or _default_eval_iterator)(
+        config, config.dataset.eval_split, jax.process_index(), jax.process_count())
+    limit = config.eval.get("max_examples", None)
+    rows: dict[str, list] = {}
+    images: list[np.ndarray] = []
+    seen = 0
+    try:
+        for local in it:
+            batch = distributed.global_batch(local, mesh)
+            pred = distributed.to_host(predict(state, batch))
+            gt = distributed.to_host({k: batch[k] for k in _GT_KEYS if k in batch})
+            for k, v in gt.items():
+                rows.setdefault(k, []).append(v)
+            for k, v in pred.items():
+                rows.setdefault("pred/" + k, []).append(np.asarray(v))
+            for img, hw, ok, idx in zip(local["image"], local["image_hw"], local["valid"], local["index"]):
+                if len(images) < num_images and ok:
+                    images.append((int(idx), np.asarray(img[: hw[0], : hw[1]])))
+            seen += int(np.sum(gt["valid"]))
+            if limit is not None and seen >= limit:
+                break
+    finally:
+        if hasattr(it, "close"):
+            it.close()
+    out = {k: np.concatenate(v) for k, v in rows.items()}
+    keep = out["valid"]
+    if limit is not None:
+        keep = keep & (np.cumsum(keep) <= limit)
+    return {k: v[keep] for k, v in out.items()}, images
+
+
+def compute_metrics(rows: Mapping[str, np.ndarray], vertices: np.ndarray, vertex_mask: np.ndarray,
+                    iou_threshold: float = 0.5) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Table-2 metrics and AP50 from :func:`run_predictions` rows; also per-example errors."""
+    labels = rows["labels"][:, 0]
+    v, vm = vertices[labels], vertex_mask[labels]
+    rot, add_norm, add_px, p_gt = (np.asarray(x) for x in pose_errors(
+        rows["pred/pose"], rows["pred/projection"], rows["pose"][:, 0], rows["frame_height"], rows["original_hw"],
+        v, vm))
+    detected = rows["pred/valid"].any(axis=-1)
+    table = {k: float(np.asarray(x)) for k, x in metrics.pose_metrics(rot, add_norm, valid=detected).items()}
+    table["count"] = int(table["count"])
+    ap = detection_ap(rows["pred/boxes"], rows["pred/scores"], rows["pred/classes"], rows["pred/valid"],
+                      rows["boxes"], rows["labels"], rows["box_valid"], iou_threshold)
+    table.update(ap)
+    table["detected_pct"] = 100.0 * float(detected.mean()) if len(detected) else float("nan")
+    per_example = {"rot_err_deg": np.where(detected, np.degrees(rot), np.inf),
+                   "add_norm": np.where(detected, add_norm, np.inf), "add_px": add_px, "p_gt": p_gt,
+                   "detected": detected}
+    return table, per_example
+
+
+def format_table(results: Mapping[str, Any], title: str = "") -> str:
+    """The Table-2 row (+ AP50) as fixed-width text."""
+    heads = [h for _, h, _ in TABLE_COLUMNS]
+    vals = []
+    for key, _, fmt in TABLE_COLUMNS:
+        x = results.get(key)
+        vals.append("-" if x is None else fmt.format(x))
+    widths = [max(len(h), len(v)) for h, v in zip(heads, vals)]
+    line1 = " | ".join(h.rjust(w) for h, w in zip(heads, widths))
+    line2 = " | ".join(v.rjust(w) for v, w in zip(vals, widths))
+    rule = "-" * len(line1)
+    out = [title] if title else []
+    out += [rule, line1, rule, line2, rule]
+    if "add_vertices" in results:
+        out.append(f"~e_ADD vertices: {results['add_vertices']}; images: {results.get('count')}")
+    return "\n".join(out)
+
+
+def _json_safe(x):
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _json_safe(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if math.isfinite(x) else ("inf" if x > 0 else ("-inf" if x < 0 else "nan"))
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def _thresholds(spec) -> np.ndarray:
+    lo, hi, n = spec
+    return np.linspace(float(lo), float(hi), int(n))
+
+
+def evaluate(
+    config,
+    workdir: str | os.PathLike,
+    graphdef: nnx.GraphDef,
+    state: Any,
+    *,
+    mesh=None,
+    step: int = 0,
+    state_shardings=None,
+    eval_iterator_fn: Callable | None = None,
+    num_classes: int | None = None,
+    vertices: tuple[np.ndarray, np.ndarray, str] | None = None,
+    write: bool = True,
+    print_table: bool = True,
+) -> dict[str, Any]:
+    """Evaluates the model ``(graphdef, state)``; writes JSON and PNGs on process 0.
+
+    Args:
+      state: ``{'params', 'rest'}`` (see :func:`fgpose.train.split_model`), on ``mesh``.
+      eval_iterator_fn: ``(config, split, process_index, process_count) -> iterator`` of
+        section-B batches (default :func:`fgpose.data.make_eval_iterator`).
+      num_classes: for :func:`class_vertices` (default ``config.dataset.num_classes`` or the
+        dataset's).
+      vertices: override the per-class vertices ``(V (C, N, 3), mask (C, N), source)``.
+
+    Returns:
+      Flat dict: the Table-2 keys of :func:`fgpose.metrics.pose_metrics`, ``ap50``,
+      ``ap50_agnostic``, ``detected_pct``, ``count``, ``add_vertices``, ``step``.
+    """
+    mesh = mesh or distributed.make_mesh(dict(config.train.mesh_shape))
+    if state_shardings is None:
+        state_shardings = jax.tree.map(lambda x: x.sharding, state)
+    num_overlays = int(config.eval.num_overlays)
+    rows, images = run_predictions(config, graphdef, state, mesh=mesh, state_shardings=state_shardings,
+                                   eval_iterator_fn=eval_iterator_fn, num_images=num_overlays)
+    if vertices is None:
+        if num_classes is None:
+            num_classes = config.dataset.num_classes
+        if num_classes is None:
+            from fgpose.train import resolve_num_classes
+
+            num_classes = resolve_num_classes(config)
+        vertices = class_vertices(config, num_classes)
+    verts, vmask, source = vertices
+    table, per_example = compute_metrics(rows, verts, vmask, float(config.eval.get("ap_iou", 0.5)))
+    results = dict(table, add_vertices=source, step=int(step))
+    if not distributed.is_primary():
+        return results
+    rot_t = _thresholds(config.eval.thresholds.rotation_deg)
+    add_t = _thresholds(config.eval.thresholds.add)
+    rot_curve = np.asarray(metrics.accuracy_curve(per_example["rot_err_deg"], rot_t)) * 100
+    add_curve = np.asarray(metrics.accuracy_curve(per_example["add_norm"], add_t)) * 100
+    if print_table:
+        print(format_table(results, title=f"{config.dataset.name}/{config.dataset.builder_config} "
+                                          f"{config.dataset.eval_split} @ step {step}"), flush=True)
+    if write:
+        out = pathlib.Path(workdir) / "eval"
+        out.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "step": int(step),
+            "dataset": f"{config.dataset.name}/{config.dataset.builder_config}:{config.dataset.eval_split}",
+            "metrics": results,
+            "curves": {"rotation_deg": {"thresholds": rot_t, "accuracy_pct": rot_curve},
+                       "add_norm": {"thresholds": add_t, "accuracy_pct": add_curve}},
+            "per_example": {"index": rows["index"], "rot_err_deg": per_example["rot_err_deg"],
+                            "add_norm": per_example["add_norm"], "detected": per_example["detected"]},
+        }
+        (out / f"{step}.json").write_text(json.dumps(_json_safe(doc), indent=1))
+        from fgpose import viz
+
+        add_label = "~e_ADD" + ("" if source in ("cad", "class_meshes") else " (unit-box corners)")
+        viz.plot_accuracy_curves(
+            [(rot_t, {"ours": rot_curve}, "rotation error threshold (degrees)", "Acc (rotation)"),
+             (add_t, {"ours": add_curve}, f"{add_label} threshold", "Acc (ADD)")],
+            out / f"{step}_accuracy.png", title=f"{config.dataset.name} @ step {step}")
+        if images:
+            panels = []
+            row_of = {int(ix): r for r, ix in enumerate(rows["index"])}
+            for idx, image in images:
+                if idx not in row_of:
+                    continue
+                i = row_of[idx]
+                scale = float(rows["scale"][i])
+                labels = int(rows["labels"][i, 0])
+                v = verts[labels][vmask[labels]]
+                corners = _box_corners(v)
+                pxy, _ = camera.project_points(jnp.asarray(rows["pred/projection"][i]), jnp.asarray(corners))
+                gxy, _ = camera.project_points(jnp.asarray(per_example["p_gt"][i]), jnp.asarray(corners))
+                text = f"eR {per_example['rot_err_deg'][i]:.1f} deg  ADD {per_example['add_norm'][i]:.3f}"
+                panels.append(viz.pose_overlay(
+                    image, pred_box=rows["pred/top_box"][i], gt_box=rows["boxes"][i, 0],
+                    pred_points=np.asarray(pxy) * scale, gt_points=np.asarray(gxy) * scale,
+                    edges=BOX_EDGES, text=text))
+            viz.save_image_grid(panels, out / f"{step}_overlays.png")
+    return results
+
+
+BOX_EDGES = ((0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5), (2, 6), (3, 7))
+"""Edges of the 8 corners ordered as ``[[x, y, z] for x in (lo, hi) for y in ... for z in ...]``."""
+
+
+def _box_corners(v: np.ndarray) -> np.ndarray:
+    lo, hi = v.min(0), v.max(0)
+    return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])],
+                    np.float32)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def evaluate_workdir(config, workdir: str | os.PathLike, *, step: int | None = None, model_fn=None,
+                     eval_iterator_fn=None, num_classes: int | None = None) -> dict[str, Any]:
+    """Restores ``step`` (default: latest) of ``workdir/checkpoints`` and runs :func:`evaluate`."""
+    from fgpose import checkpoint as ckpt
+    from fgpose import train
+
+    train.validate_config(config)
+    if num_classes is None:
+        num_classes = train.resolve_num_classes(config)
+    mesh = distributed.make_mesh(dict(config.train.mesh_shape))
+    if model_fn is None:  # the checkpoint replaces any pretrained weights: skip loading them
+        def model_fn(c, n, seed):
+            return train.build_model(c, n, seed, pretrained=False)
+
+    abstract_model = nnx.eval_shape(lambda: model_fn(config, num_classes, int(config.train.seed)))
+    graphdef, host_state = train.split_model(abstract_model)
+    shardings = distributed.param_shardings(host_state, mesh, config.train.param_sharding)
+    manager = ckpt.CheckpointManager(pathlib.Path(workdir) / "checkpoints", keep=config.train.keep_checkpoints)
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise train.ConfigError(f"no checkpoint in {pathlib.Path(workdir) / 'checkpoints'}: train first with "
+                                    f"python -m fgpose.train --config <config> --workdir {workdir}")
+        tx = train.make_optimizer(config.optim)
+        opt_abstract = jax.eval_shape(tx.init, host_state["params"])
+        opt_shardings = distributed.param_shardings(opt_abstract, mesh, config.train.param_sharding)
+        state, _ = manager.restore(step, host_state, opt_abstract, shardings, opt_shardings)
+    finally:
+        manager.close()
+    return evaluate(config, workdir, graphdef, state, mesh=mesh, step=step, state_shardings=shardings,
+                    eval_iterator_fn=eval_iterator_fn, num_classes=num_classes)
+
+
+def main(argv) -> None:
+    from absl import flags
+
+    del argv
+    FLAGS = flags.FLAGS
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = FLAGS.config
+    distributed.initialize(config)
+    from fgpose.train import ConfigError
+
+    try:
+        evaluate_workdir(config, FLAGS.workdir, step=FLAGS.step)
+    except ConfigError as exc:
+        raise SystemExit(f"fgpose.evaluate: {exc}") from None
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/<name>.py).")
+    flags.DEFINE_string("workdir", None, "Training workdir (its checkpoints/ is restored).")
+    flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)
