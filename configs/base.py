@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from fgpose.models.detector import default_model_config
+
 
 def get_base_config() -> ml_collections.ConfigDict:
     """The full config tree with Detectron-style defaults (R50-FPN, 800x1344 input)."""
@@ -28,6 +30,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.dataset.eval_split = "test"
     # None: read from the built dataset's `label` feature; otherwise checked against it.
     c.dataset.num_classes = ml_collections.FieldReference(None, field_type=int)
+    # Build the dataset when it is missing (only for builders that need no download).
+    c.dataset.auto_build = False
 
     # ------------------------------------------------------------------ input pipeline
     c.data = ml_collections.ConfigDict()
@@ -37,53 +41,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.num_workers = 2
 
     # ------------------------------------------------------------------ model
-    c.model = ml_collections.ConfigDict()
-    c.model.backbone = ml_collections.ConfigDict()
-    c.model.backbone.depth = 50
-    c.model.backbone.width = 64
-    c.model.backbone.norm = "frozen_bn"
-    c.model.backbone.init = "random"  # or 'keras_resnet50' (ImageNet weights via keras)
-    # For 'keras_resnet50': a Keras .h5/.weights.h5 file; None = keras.applications download
-    # (needs network) or its cache (~/.keras/models).
-    c.model.backbone.weights_path = ml_collections.FieldReference(None, field_type=str)
-    c.model.fpn = ml_collections.ConfigDict()
-    c.model.fpn.channels = 256
-    c.model.fpn.levels = ("P2", "P3", "P4", "P5", "P6")
-    c.model.anchors = ml_collections.ConfigDict()
-    c.model.anchors.sizes = (32, 64, 128, 256, 512)  # one size per FPN level
-    c.model.anchors.aspect_ratios = (0.5, 1.0, 2.0)
-    c.model.rpn = ml_collections.ConfigDict()
-    c.model.rpn.pre_nms_topk = 2000  # per level
-    c.model.rpn.post_nms_topk = 1000
-    c.model.rpn.nms_threshold = 0.7
-    c.model.rpn.batch_size_per_image = 256
-    c.model.rpn.positive_fraction = 0.5
-    c.model.roi = ml_collections.ConfigDict()
-    c.model.roi.batch_size_per_image = 512
-    c.model.roi.positive_fraction = 0.25
-    c.model.roi.output_size = 7
-    c.model.roi.sampling_ratio = 2
-    c.model.roi.aligned = True
-    c.model.box_head = ml_collections.ConfigDict()
-    c.model.box_head.fc_dim = 1024
-    c.model.pose_head = ml_collections.ConfigDict()
-    c.model.pose_head.fc_dim = 1024
-    c.model.pose_head.num_fc = 2
-    c.model.loss = ml_collections.ConfigDict()
-    c.model.loss.rpn_cls = 1.0
-    c.model.loss.rpn_box = 1.0
-    c.model.loss.cls = 1.0
-    c.model.loss.box = 1.0
-    c.model.loss.quaternion = 1.0
-    c.model.loss.offset = 1.0
-    c.model.loss.distance = 1.0
-    c.model.loss.focal = 1.0
-    c.model.test = ml_collections.ConfigDict()
-    c.model.test.score_threshold = 0.05
-    c.model.test.detections_per_image = 100
-    c.model.pixel_mean = (123.675, 116.28, 103.53)  # RGB, 0..255 (ImageNet)
-    c.model.pixel_std = (58.395, 57.12, 57.375)
-    c.model.compute_dtype = "float32"  # or 'bfloat16' (params stay float32)
+    # Every model field with its Detectron-style default (documented in
+    # fgpose.models.detector.default_model_config): backbone, fpn, anchors, rpn, roi,
+    # box_head, pose_head, loss weights, test, pixel_mean/std, compute_dtype.
+    c.model = default_model_config()
 
     # ------------------------------------------------------------------ optimiser
     c.optim = ml_collections.ConfigDict()

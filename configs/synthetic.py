@@ -18,6 +18,7 @@ def get_config():
     c.dataset.name = "synthetic_pose3d"
     c.dataset.builder_config = "tiny"
     c.dataset.num_classes = None  # read from the built dataset
+    c.dataset.auto_build = True  # generated locally, no download
     c.data.input_size = (128, 128)
     c.data.num_workers = 1
 

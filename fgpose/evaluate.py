@@ -537,6 +537,7 @@ def main(argv) -> None:
     del argv
     FLAGS = flags.FLAGS
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax/TFDS chatter
     config = FLAGS.config
     distributed.initialize(config)
     from fgpose.train import ConfigError

@@ -207,7 +207,10 @@ def resolve_num_classes(config) -> int:
     try:
         source = sources.open_tfds_source(name, config.dataset.train_split, data_dir=data_dir, builder_config=cfg)
     except sources.DatasetNotBuiltError as exc:
-        raise ConfigError(f"dataset not available: {exc}") from None
+        if not _get(config, "dataset.auto_build", False):
+            raise ConfigError(f"dataset not available: {exc}") from None
+        build_dataset(name, cfg, data_dir)
+        source = sources.open_tfds_source(name, config.dataset.train_split, data_dir=data_dir, builder_config=cfg)
     except Exception as exc:  # unknown split etc.
         raise ConfigError(f"cannot open dataset {name}/{cfg} split {config.dataset.train_split!r}: {exc}") from None
     num = _label_classes(name, cfg, data_dir)
@@ -221,6 +224,22 @@ def resolve_num_classes(config) -> int:
         num = nc
     del source
     return int(num)
+
+
+def build_dataset(name: str, cfg: str | None, data_dir: str | None) -> None:
+    """Builds a dataset that needs no download (``dataset.auto_build``, e.g. the embedded
+    ``synthetic_pose3d``): process 0 prepares it, the others wait for it."""
+    import tensorflow_datasets as tfds
+
+    import tfds_builders  # noqa: F401  (registers the builders)
+
+    if jax.process_index() == 0:
+        log.info("building %s/%s (dataset.auto_build) in %s", name, cfg, data_dir or "the TFDS default data_dir")
+        tfds.builder(name, data_dir=data_dir, **({"config": cfg} if cfg else {})).download_and_prepare()
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"build {name}/{cfg}")
 
 
 def _label_classes(name: str, cfg: str | None, data_dir: str | None) -> int | None:
@@ -684,6 +703,7 @@ def main(argv) -> None:
     FLAGS = flags.FLAGS
     config = FLAGS.config
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax/TFDS chatter
     distributed.initialize(config)
     try:
         train_and_evaluate(config, FLAGS.workdir, stop_after=FLAGS.stop_after)
