@@ -8,6 +8,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from base import get_base_config  # noqa: E402
 
+from fgpose.models.detector import tiny_model_config  # noqa: E402
+
 
 def get_config():
     c = get_base_config()
@@ -17,20 +19,8 @@ def get_config():
     c.data.input_size = (64, 64)
     c.data.num_workers = 0
 
-    m = c.model
-    m.backbone.depth = 18
-    m.backbone.width = 8
-    m.backbone.norm = "group"
-    m.fpn.channels = 16
-    m.anchors.sizes = (8, 16, 32, 64, 128)
-    m.rpn.pre_nms_topk = 64
-    m.rpn.post_nms_topk = 16
-    m.rpn.batch_size_per_image = 32
-    m.roi.batch_size_per_image = 8
-    m.roi.output_size = 4
-    m.box_head.fc_dim = 32
-    m.pose_head.fc_dim = 32
-    m.test.detections_per_image = 5
+    c.model = tiny_model_config()
+    c.model.backbone.norm = "group"
 
     c.optim.base_lr = 0.01
     c.optim.warmup_steps = 2

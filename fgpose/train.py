@@ -130,22 +130,23 @@ def validate_config(config, *, num_devices: int | None = None, process_count: in
          f"dataset.num_classes={nc!r} must be >= 1 or None (read from the dataset)")
     need(bool(_get(config, "dataset.name")), "dataset.name is empty: set --config.dataset.name=<tfds name>")
 
-    gbs = _get(config, "train.global_batch_size")
-    if not (isinstance(gbs, int) and gbs >= 1):
-        errors.append(f"train.global_batch_size={gbs!r} must be a positive int")
-    else:
-        need(gbs % num_devices == 0,
-             f"train.global_batch_size={gbs} is not divisible by the number of devices ({num_devices}); "
-             f"use a multiple of {num_devices}, e.g. --config.train.global_batch_size={max(1, gbs // num_devices) * num_devices}")
+    def batch_size(path: str) -> int | None:
+        """Checks that ``path`` is a positive int divisible by the device count (problems go to
+        ``errors``); returns it, or ``None`` when it is not a positive int."""
+        bs = _get(config, path)
+        if not (isinstance(bs, int) and bs >= 1):
+            errors.append(f"{path}={bs!r} must be a positive int")
+            return None
+        need(bs % num_devices == 0,
+             f"{path}={bs} is not divisible by the number of devices ({num_devices}); "
+             f"use a multiple of {num_devices}, e.g. --config.{path}={max(1, bs // num_devices) * num_devices}")
+        return bs
+
+    gbs = batch_size("train.global_batch_size")
+    if gbs is not None:
         need(gbs % process_count == 0,
              f"train.global_batch_size={gbs} is not divisible by the number of processes ({process_count})")
-    ebs = _get(config, "eval.batch_size")
-    if not (isinstance(ebs, int) and ebs >= 1):
-        errors.append(f"eval.batch_size={ebs!r} must be a positive int")
-    else:
-        need(ebs % num_devices == 0,
-             f"eval.batch_size={ebs} is not divisible by the number of devices ({num_devices}); "
-             f"use a multiple of {num_devices}, e.g. --config.eval.batch_size={max(1, ebs // num_devices) * num_devices}")
+    batch_size("eval.batch_size")
     steps = _get(config, "train.num_steps")
     need(isinstance(steps, int) and steps >= 1, f"train.num_steps={steps!r} must be an int >= 1")
     for name in ("log_every", "checkpoint_every", "eval_every", "keep_checkpoints"):

@@ -16,9 +16,12 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from scipy.spatial.transform import Rotation
 
 from fgpose.models import detector, heads
+from tests.reference import offset as ref_offset
+from tests.reference import projection_original as ref_projection_original
+from tests.reference import quaternion as ref_quaternion
+from tests.reference import rotation as ref_rotation
 
 NUM_CLASSES = 3
 POSES = np.array(
@@ -26,31 +29,6 @@ POSES = np.array(
 )
 
 # ----------------------------------------------------------------------------- references
-
-
-def _mat(rows):
-    return np.stack([np.stack(r, -1) for r in rows], -2)
-
-
-def ref_rotation(a, e, t):
-    a, e, t = (np.asarray(x, np.float64) for x in (a, e, t))
-    z, o = np.zeros_like(a), np.ones_like(a)
-    ry = _mat([[np.cos(a), z, -np.sin(a)], [z, o, z], [np.sin(a), z, np.cos(a)]])
-    rx = _mat([[o, z, z], [z, np.cos(e), -np.sin(e)], [z, np.sin(e), np.cos(e)]])
-    rz = _mat([[np.cos(t), -np.sin(t), z], [np.sin(t), np.cos(t), z], [z, z, o]])
-    return rz @ rx @ ry
-
-
-def ref_projection_original(pose, frame_h, hw):
-    """Release P in original pixels: diag(W/300, H/h, 1) K [R | -(0,0,d)]."""
-    pose = np.asarray(pose, np.float64)
-    a, e, t, d, f, u, v = (pose[..., i] for i in range(7))
-    h = np.asarray(frame_h, np.float64)
-    z, o = np.zeros_like(f), np.ones_like(f)
-    k = _mat([[f, z, u + 150.0], [z, f, v + h / 2.0], [z, z, o]])
-    rt = np.concatenate([ref_rotation(a, e, t), np.stack([z, z, -d], -1)[..., None]], -1)
-    s = _mat([[hw[..., 1] / 300.0, z, z], [z, hw[..., 0] / h, z], [z, z, o]])
-    return s @ k @ rt
 
 
 def ref_iou(a, b):
@@ -71,15 +49,8 @@ def ref_smooth_l1(x, beta):
 def ref_pose_targets(pose, box, frame_h, hw, scale, distance_scale, focal_scale):
     """Quaternion (SciPy, w >= 0), offset, d / scale, f / scale in float64."""
     pose = np.asarray(pose, np.float64)
-    r = ref_rotation(pose[:, 0], pose[:, 1], pose[:, 2])
-    xyzw = Rotation.from_matrix(r).as_quat()
-    q = np.concatenate([xyzw[:, 3:], xyzw[:, :3]], -1)
-    q = np.where(q[:, :1] < 0, -q, q)
-    cx = (pose[:, 5] + 150.0) * hw[1] / 300.0 * scale
-    cy = (pose[:, 6] + frame_h / 2.0) * hw[0] / frame_h * scale
-    y0, x0, y1, x1 = (np.asarray(box, np.float64)[:, i] for i in range(4))
-    off = np.stack([(cx - (x0 + x1) / 2) / (x1 - x0), (cy - (y0 + y1) / 2) / (y1 - y0)], -1)
-    return q, off, pose[:, 3] / distance_scale, pose[:, 4] / focal_scale
+    off = ref_offset(pose, box, frame_h, hw, scale)
+    return ref_quaternion(pose), off, pose[:, 3] / distance_scale, pose[:, 4] / focal_scale
 
 
 # ----------------------------------------------------------------------------- fixtures

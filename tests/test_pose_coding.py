@@ -1,6 +1,6 @@
 """Tests of fgpose.models.pose_coding against float64 NumPy / SciPy references.
 
-References write the release convention out directly (README of the shared data):
+References (tests/reference.py) write the release convention out directly (README of the shared data):
 ``R = Rz(theta) Rx(e) Ry(a)``, ``P = [[f,0,u+150],[0,f,v+h/2],[0,0,1]] [R | -(0,0,d)^T]`` in
 the width-300 annotation frame of height ``h = int(H*300/W)``, original pixels by
 ``diag(W/300, H/h, 1)``, input pixels by a further ``* scale``.
@@ -12,60 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 
 from fgpose import annotations as A
 from fgpose.models import pose_coding as pc
-
-# ----------------------------------------------------------------------------- references
-
-
-def _mat(rows):
-    return np.stack([np.stack(r, -1) for r in rows], -2)
-
-
-def ref_rotation(a, e, t):
-    a, e, t = (np.asarray(x, np.float64) for x in (a, e, t))
-    z, o = np.zeros_like(a), np.ones_like(a)
-    ry = _mat([[np.cos(a), z, -np.sin(a)], [z, o, z], [np.sin(a), z, np.cos(a)]])
-    rx = _mat([[o, z, z], [z, np.cos(e), -np.sin(e)], [z, np.sin(e), np.cos(e)]])
-    rz = _mat([[np.cos(t), -np.sin(t), z], [np.sin(t), np.cos(t), z], [z, z, o]])
-    return rz @ rx @ ry
-
-
-def ref_projection_original(pose, frame_h, hw):
-    """P in original pixels, float64."""
-    pose = np.asarray(pose, np.float64)
-    a, e, t, d, f, u, v = (pose[..., i] for i in range(7))
-    h = np.asarray(frame_h, np.float64)
-    z, o = np.zeros_like(f), np.ones_like(f)
-    k = _mat([[f, z, u + 150.0], [z, f, v + h / 2.0], [z, z, o]])
-    rt = np.concatenate([ref_rotation(a, e, t), np.stack([z, z, -d], -1)[..., None]], -1)
-    sx = hw[..., 1] / 300.0
-    sy = hw[..., 0] / h
-    s = _mat([[sx, z, z], [z, sy, z], [z, z, o]])
-    return s @ k @ rt
-
-
-def ref_offset(pose, box, frame_h, hw, scale):
-    """Principal point in input pixels relative to the box, float64."""
-    pose = np.asarray(pose, np.float64)
-    box = np.asarray(box, np.float64)
-    u, v = pose[..., 5], pose[..., 6]
-    cx = (u + 150.0) * (hw[..., 1] / 300.0) * scale
-    cy = (v + frame_h / 2.0) * (hw[..., 0] / frame_h) * scale
-    y0, x0, y1, x1 = (box[..., i] for i in range(4))
-    return np.stack([(cx - (x0 + x1) / 2) / (x1 - x0), (cy - (y0 + y1) / 2) / (y1 - y0)], -1)
-
-
-def ref_quaternion(pose):
-    """(w, x, y, z) with w >= 0 from SciPy."""
-    pose = np.asarray(pose, np.float64)
-    r = ref_rotation(pose[..., 0], pose[..., 1], pose[..., 2])
-    xyzw = Rotation.from_matrix(r.reshape(-1, 3, 3)).as_quat().reshape(r.shape[:-2] + (4,))
-    q = np.concatenate([xyzw[..., 3:], xyzw[..., :3]], -1)
-    return np.where(q[..., :1] < 0, -q, q)
-
+from tests.reference import offset as ref_offset
+from tests.reference import projection_original as ref_projection_original
+from tests.reference import quaternion as ref_quaternion
+from tests.reference import rotation as ref_rotation
 
 # ----------------------------------------------------------------------------- data
 

@@ -11,19 +11,12 @@ import numpy as np
 import pytest
 
 from fgpose import camera, raster
+from tests.reference import rotation as _rot64
 
 CAR_ID = "189c2b53ef76d02978a20fe14185667"
 
 
 # ----------------------------------------------------------------------------- reference
-
-
-def _rot64(a, e, t):
-    ca, sa, ce, se, ct, st = np.cos(a), np.sin(a), np.cos(e), np.sin(e), np.cos(t), np.sin(t)
-    ry = np.array([[ca, 0, -sa], [0, 1, 0], [sa, 0, ca]])
-    rx = np.array([[1, 0, 0], [0, ce, -se], [0, se, ce]])
-    rz = np.array([[ct, -st, 0], [st, ct, 0], [0, 0, 1]])
-    return rz @ rx @ ry
 
 
 def _rays(vertices, faces, pose, pixels, height, near=1e-3):

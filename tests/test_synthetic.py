@@ -15,32 +15,12 @@ from fgpose import annotations
 from fgpose.mesh import Mesh
 from fgpose.synthetic import poses as P
 from fgpose.synthetic import shapes as S
+from tests import reference
 
 RELEASE_CAR = "CAD/02958343/189c2b53ef76d02978a20fe14185667/model.obj"
 
 
 # ----------------------------------------------------------------------------- references
-
-
-def _rotation64(a, e, t):
-    """R = Rz(t) Rx(e) Ry(a), float64, written from the release README."""
-    ca, sa, ce, se, ct, st = np.cos(a), np.sin(a), np.cos(e), np.sin(e), np.cos(t), np.sin(t)
-    ry = np.array([[ca, 0, -sa], [0, 1, 0], [sa, 0, ca]])
-    rx = np.array([[1, 0, 0], [0, ce, -se], [0, se, ce]])
-    rz = np.array([[ct, -st, 0], [st, ct, 0], [0, 0, 1]])
-    return rz @ rx @ ry
-
-
-def _project64(pose, points, hw):
-    """Original-photo pixels (x, y) and depth of model points, float64 reference."""
-    a, e, t, d, f, u, v = pose
-    h, w = hw
-    fh = int(h * 300 / w)
-    k = np.array([[f, 0, u + 150], [0, f, v + fh / 2], [0, 0, 1]])
-    rt = np.concatenate([_rotation64(a, e, t), [[0], [0], [-d]]], 1)
-    x = (k @ rt @ np.c_[points, np.ones(len(points))].T).T
-    px = x[:, :2] / x[:, 2:]
-    return px * [w / 300, h / fh], -x[:, 2]
 
 
 def _edge_check(mesh: Mesh):
@@ -188,7 +168,7 @@ def test_sampled_poses_are_in_the_image(category):
     assert poses.shape == (64, 7) and poses.dtype == np.float64
     assert np.all((poses[:, 0] >= 0) & (poses[:, 0] < 2 * np.pi)) and np.all(poses[:, 3] > 0) and np.all(poses[:, 4] > 0)
     for pose, (h, w) in zip(poses, hw):
-        px, depth = _project64(pose, mesh.vertices.astype(np.float64), (h, w))
+        px, depth = reference.project_pose(pose, mesh.vertices.astype(np.float64), (h, w))
         assert depth.min() > 0
         x0, y0 = px.min(0)
         x1, y1 = px.max(0)
@@ -322,9 +302,7 @@ def test_location_field_reprojects(pool, crop, fhw):
         # The projection is the documented one: reference built from the pose, image and box.
         H, W = batch["image_hw"][b]
         fh = int(H * 300 / W)
-        a, e, t, d, f, u, v = batch["pose"][b]
-        k = np.array([[f, 0, u + 150], [0, f, v + fh / 2], [0, 0, 1]])
-        p300 = k @ np.concatenate([_rotation64(a, e, t), [[0], [0], [-d]]], 1)
+        _, _, p300 = reference.camera(batch["pose"][b], (H, W), (fh, 300))
         if crop:
             y0, x0, y1, x1 = batch["box"][b].astype(np.float64) * [fh / H, 300 / W, fh / H, 300 / W]
         else:
@@ -335,7 +313,7 @@ def test_location_field_reprojects(pool, crop, fhw):
         if crop:
             # The box is the silhouette's: the mask touches every side not clipped by the photo.
             box = batch["box"][b]
-            px_all, _ = _project64(batch["pose"][b], mesh.vertices.astype(np.float64), (H, W))
+            px_all, _ = reference.project_pose(batch["pose"][b], mesh.vertices.astype(np.float64), (H, W))
             if px_all[:, 1].min() > 0:
                 assert iy.min() == 0
             if px_all[:, 0].max() < W:

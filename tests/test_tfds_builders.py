@@ -29,6 +29,8 @@ import tfds_builders  # noqa: E402,F401  (registers the builders)
 from fgpose import annotations as anno_lib  # noqa: E402
 from fgpose import mesh as mesh_lib  # noqa: E402
 from fgpose.example_geometry import canvas_side, count_bucket, example_geometry, field_size  # noqa: E402
+from tests.reference import camera as ref_camera  # noqa: E402
+from tests.reference import project as project64  # noqa: E402
 from tfds_builders import base  # noqa: E402
 
 CAR_ID = "189c2b53ef76d02978a20fe14185667"
@@ -38,34 +40,6 @@ PLACEHOLDER_HW = (480, 640)
 
 
 # ----------------------------------------------------------------------------- references
-
-
-def _rot64(a, e, t):
-    ca, sa, ce, se, ct, st = np.cos(a), np.sin(a), np.cos(e), np.sin(e), np.cos(t), np.sin(t)
-    ry = np.array([[ca, 0, -sa], [0, 1, 0], [sa, 0, ca]])
-    rx = np.array([[1, 0, 0], [0, ce, -se], [0, se, ce]])
-    rz = np.array([[ct, -st, 0], [st, ct, 0], [0, 0, 1]])
-    return rz @ rx @ ry
-
-
-def ref_camera(pose, image_hw, out_hw=None):
-    """Float64 ``(R, K, P)`` of the release convention in pixels of ``out_hw`` (default the
-    original ``(H, W)``): the photo resized to width 300 (height ``int(H*300/W)``),
-    ``K = [[f, 0, u+150], [0, f, v+h/2], [0, 0, 1]]``, ``P = K [R | -(0,0,d)]``, then scaled."""
-    a, e, t, d, f, u, v = (float(x) for x in pose)
-    big_h, big_w = image_hw
-    out_h, out_w = out_hw or image_hw
-    h = int(big_h * 300 / big_w)
-    r = _rot64(a, e, t)
-    k = np.array([[f, 0, u + 150.0], [0, f, v + h / 2.0], [0, 0, 1.0]])
-    s = np.diag([out_w / 300.0, out_h / h, 1.0])
-    p = s @ k @ np.concatenate([r, np.array([[0.0], [0.0], [-d]])], 1)
-    return r, s @ k, p
-
-
-def project64(p, x):
-    h = np.asarray(x, np.float64) @ p[:, :3].T + p[:, 3]
-    return h[:, :2] / h[:, 2:3], -h[:, 2]
 
 
 def check_field(ex_mask, location, pose, image_hw, vertices, tol_px=0.75, shrink_px=1.0):

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import pathlib
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -81,6 +81,14 @@ class Pose3DConfig(tfds.core.BuilderConfig):
     annotation_version: int = 1
     field_max_side: int | None = DEFAULT_FIELD_MAX_SIDE
     max_faces: int | None = DEFAULT_MAX_FACES
+
+
+def v1_v2_configs() -> list[Pose3DConfig]:
+    """The ``v1`` (human) and ``v2`` (refined) configs of a dataset annotated twice."""
+    return [
+        Pose3DConfig(name="v1", annotation_version=1, description="first-stage (human) annotations"),
+        Pose3DConfig(name="v2", annotation_version=2, description="refined annotations"),
+    ]
 
 
 def pose3d_features(label: tfds.features.ClassLabel) -> tfds.features.FeaturesDict:
@@ -410,6 +418,17 @@ class ReleaseBuilder(Pose3DBuilder, skip_registration=True):
         return MissingLabelsError(
             f"{self.name}: {what}\n\nManual download instructions:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
         )
+
+    def _require_label_files(self, what: str, files: Sequence[pathlib.Path], hint: str) -> None:
+        """Raises :class:`MissingLabelsError` naming those of ``files`` that do not exist."""
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise self._missing(f"{what} are missing: " + ", ".join(missing) + f" ({hint})")
+
+    def _check_num_classes(self, names: Sequence[str], path: pathlib.Path, what: str) -> None:
+        """Raises ``ValueError`` unless ``path`` gave :attr:`NUM_CLASSES` ``names``."""
+        if len(names) != self.NUM_CLASSES:
+            raise ValueError(f"{path}: expected {self.NUM_CLASSES} {what}, got {len(names)}")
 
     def _read_records(self, path: pathlib.Path) -> list[tuple[str, Any]]:
         """The raw ``(key, record)`` pairs of one annotation pickle (records validated later)."""

@@ -119,7 +119,25 @@ def max_pool_3x3_s2(x: Array) -> Array:
     )
 
 
-class BasicBlock(nnx.Module):
+class _ResidualBlock(nnx.Module):
+    """The shortcut shared by the residual blocks: identity, or a strided 1x1 conv + norm
+    (projection) when the stride or the channel count changes."""
+
+    def _init_shortcut(self, cin, cout, stride, *, norm, dtype, precision, rngs):
+        if stride != 1 or cin != cout:
+            self.shortcut = conv(cin, cout, 1, stride, dtype=dtype, precision=precision, rngs=rngs)
+            self.shortcut_norm = make_norm(norm, cout, dtype=dtype, rngs=rngs)
+        else:
+            self.shortcut = None
+            self.shortcut_norm = None
+
+    def _add_shortcut(self, x: Array, y: Array) -> Array:
+        """``relu(y + shortcut(x))``."""
+        s = x if self.shortcut is None else self.shortcut_norm(self.shortcut(x))
+        return jax.nn.relu(y + s)
+
+
+class BasicBlock(_ResidualBlock):
     """Two 3x3 convs (stride on the first) + projection shortcut when needed."""
 
     def __init__(self, cin, cout, stride, *, norm, dtype, precision, rngs):
@@ -128,21 +146,15 @@ class BasicBlock(nnx.Module):
         self.norm1 = make_norm(norm, cout, dtype=dtype, rngs=rngs)
         self.conv2 = conv(cout, cout, 3, 1, **kw)
         self.norm2 = make_norm(norm, cout, dtype=dtype, rngs=rngs)
-        if stride != 1 or cin != cout:
-            self.shortcut = conv(cin, cout, 1, stride, **kw)
-            self.shortcut_norm = make_norm(norm, cout, dtype=dtype, rngs=rngs)
-        else:
-            self.shortcut = None
-            self.shortcut_norm = None
+        self._init_shortcut(cin, cout, stride, norm=norm, **kw)
 
     def __call__(self, x: Array) -> Array:
         y = jax.nn.relu(self.norm1(self.conv1(x)))
         y = self.norm2(self.conv2(y))
-        s = x if self.shortcut is None else self.shortcut_norm(self.shortcut(x))
-        return jax.nn.relu(y + s)
+        return self._add_shortcut(x, y)
 
 
-class Bottleneck(nnx.Module):
+class Bottleneck(_ResidualBlock):
     """1x1 -> 3x3 -> 1x1 (x4) bottleneck; stride on the 3x3 (or the first 1x1)."""
 
     def __init__(self, cin, mid, cout, stride, *, stride_in_1x1, norm, dtype, precision, rngs):
@@ -154,19 +166,13 @@ class Bottleneck(nnx.Module):
         self.norm2 = make_norm(norm, mid, dtype=dtype, rngs=rngs)
         self.conv3 = conv(mid, cout, 1, 1, **kw)
         self.norm3 = make_norm(norm, cout, dtype=dtype, rngs=rngs)
-        if stride != 1 or cin != cout:
-            self.shortcut = conv(cin, cout, 1, stride, **kw)
-            self.shortcut_norm = make_norm(norm, cout, dtype=dtype, rngs=rngs)
-        else:
-            self.shortcut = None
-            self.shortcut_norm = None
+        self._init_shortcut(cin, cout, stride, norm=norm, **kw)
 
     def __call__(self, x: Array) -> Array:
         y = jax.nn.relu(self.norm1(self.conv1(x)))
         y = jax.nn.relu(self.norm2(self.conv2(y)))
         y = self.norm3(self.conv3(y))
-        s = x if self.shortcut is None else self.shortcut_norm(self.shortcut(x))
-        return jax.nn.relu(y + s)
+        return self._add_shortcut(x, y)
 
 
 class ResNet(nnx.Module):

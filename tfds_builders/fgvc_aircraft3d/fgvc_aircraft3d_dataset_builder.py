@@ -41,10 +41,7 @@ class Builder(base.ReleaseBuilder):
     DATASET = "FGVC_Aircraft"
     NUM_CLASSES = 100
     DESCRIPTION = __doc__
-    BUILDER_CONFIGS = [
-        base.Pose3DConfig(name="v1", annotation_version=1, description="first-stage (human) annotations"),
-        base.Pose3DConfig(name="v2", annotation_version=2, description="refined annotations"),
-    ]
+    BUILDER_CONFIGS = base.v1_v2_configs()
     DEFAULT_BUILDER_CONFIG_NAME = "v2"
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         base.RELEASE_INSTRUCTIONS.format(synset="02691156")
@@ -71,15 +68,9 @@ Resulting layout (only the FGVC-Aircraft parts are needed):
     def _load_labels(self, root: pathlib.Path) -> base.Labels:
         data = root.joinpath(*FGVC_DATA.split("/"))
         files = [data / VARIANTS_FILE] + [data / f for f in IMAGE_VARIANT_FILES]
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise self._missing(
-                "the FGVC-Aircraft label files are missing: " + ", ".join(missing)
-                + " (fgvc-aircraft-2013b.tar.gz, see step 3)"
-            )
+        self._require_label_files("the FGVC-Aircraft label files", files, "fgvc-aircraft-2013b.tar.gz, see step 3")
         names = load_variants(data / VARIANTS_FILE)
-        if len(names) != self.NUM_CLASSES:
-            raise ValueError(f"{data / VARIANTS_FILE}: expected {self.NUM_CLASSES} variants, got {len(names)}")
+        self._check_num_classes(names, data / VARIANTS_FILE, "variants")
         index = {n: i for i, n in enumerate(names)}
         variant = {}
         for f in IMAGE_VARIANT_FILES:

@@ -46,10 +46,7 @@ class Builder(base.ReleaseBuilder):
     DATASET = "StanfordCars"
     NUM_CLASSES = 196
     DESCRIPTION = __doc__
-    BUILDER_CONFIGS = [
-        base.Pose3DConfig(name="v1", annotation_version=1, description="first-stage (human) annotations"),
-        base.Pose3DConfig(name="v2", annotation_version=2, description="refined annotations"),
-    ]
+    BUILDER_CONFIGS = base.v1_v2_configs()
     DEFAULT_BUILDER_CONFIG_NAME = "v2"
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         base.RELEASE_INSTRUCTIONS.format(synset="02958343")
@@ -68,15 +65,12 @@ Resulting layout (only the StanfordCars parts are needed):
     def _load_labels(self, root: pathlib.Path) -> base.Labels:
         devkit = root / DEVKIT
         files = [devkit / META_FILE] + [devkit / f for f in ANNO_FILES.values()]
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise self._missing(
-                "the Stanford Cars devkit label files are missing: " + ", ".join(missing)
-                + " (car_devkit.tgz and cars_test_annos_withlabels.mat, see step 3)"
-            )
+        self._require_label_files(
+            "the Stanford Cars devkit label files", files,
+            "car_devkit.tgz and cars_test_annos_withlabels.mat, see step 3",
+        )
         names = load_class_names(devkit / META_FILE)
-        if len(names) != self.NUM_CLASSES:
-            raise ValueError(f"{devkit / META_FILE}: expected {self.NUM_CLASSES} class names, got {len(names)}")
+        self._check_num_classes(names, devkit / META_FILE, "class names")
         per_split = {s: load_image_labels(devkit / f) for s, f in ANNO_FILES.items()}
 
         def lookup(split, key, ann):
