@@ -45,23 +45,6 @@ SPLIT_IDS = {"train": 0, "test": 1}
 """Split ids mixed into every example's seed."""
 
 
-def guard_gl_against_tensorflow() -> None:
-    """Avoids the TensorFlow + Mesa llvmpipe crash (call before the first OpenGL context).
-
-    In this environment a process that has loaded TensorFlow segfaults in the first OSMesa
-    draw call with Mesa's default ``llvmpipe`` driver (both link their own LLVM), and
-    importing TensorFlow *after* OSMesa is loaded segfaults in TF's import. When TensorFlow
-    is already loaded (e.g. ``tfds.load`` earlier in the process) this switches Mesa to
-    ``softpipe`` (``GALLIUM_DRIVER``; ~5x slower, same geometry). Building in a process
-    without TensorFlow (the synthetic builder itself never imports it) keeps llvmpipe.
-    """
-    if "tensorflow" in sys.modules and "GALLIUM_DRIVER" not in os.environ:
-        if os.environ.get("PYOPENGL_PLATFORM", "osmesa") == "osmesa":
-            log.warning("TensorFlow is loaded: rendering synthetic photos with Mesa softpipe "
-                        "(llvmpipe crashes next to TensorFlow); build in a fresh process for speed")
-            os.environ["GALLIUM_DRIVER"] = "softpipe"
-
-
 @dataclasses.dataclass(eq=False)
 class SyntheticConfig(base.Pose3DConfig):
     """Config of ``synthetic_pose3d``.
@@ -72,6 +55,9 @@ class SyntheticConfig(base.Pose3DConfig):
       max_side: cap in pixels on the photos' longer side (release-like sizes scaled down).
       seed: seed of the per-example randomness (poses, sizes, appearance).
       catalogue_seed: seed of the class meshes' proportions.
+      real_meshes: also make one class of each real mesh found next to the release
+        (``$FGPOSE_RELEASE_DIR``: its ShapeNet car and ``../meshes/airplane.ply``, see
+        :func:`fgpose.synthetic.real_mesh_sources`); the build fails if none is there.
       (``field_max_side``, ``max_faces``: see :class:`tfds_builders.base.Pose3DConfig`.)
     """
 
@@ -82,19 +68,35 @@ class SyntheticConfig(base.Pose3DConfig):
     max_side: int | None = 320
     seed: int = 0
     catalogue_seed: int = 0
+    real_meshes: bool = False
 
 
-def class_names(num_car_classes: int, num_airplane_classes: int) -> list[str]:
+def real_sources(real_meshes: bool) -> list:
+    """The real meshes of a config (``[]`` unless ``real_meshes``), from
+    ``$FGPOSE_RELEASE_DIR``; raises if they are asked for but none is found."""
+    if not real_meshes:
+        return []
+    from fgpose import annotations, synthetic  # noqa: PLC0415
+
+    sources = synthetic.real_mesh_sources(annotations.release_dir())
+    if not sources:
+        raise FileNotFoundError(
+            f"real_meshes=True needs ${annotations.RELEASE_DIR_ENV} pointing at the release "
+            "(its CAD/02958343/.../model.obj, and ../meshes/airplane.ply); none was found")
+    return sources
+
+
+def class_names(num_car_classes: int, num_airplane_classes: int, real_meshes: bool = False) -> list[str]:
     """Label names of a config: ``fgpose.synthetic.synthetic_classes``' naming
-    (``<category>_<type>_<ii>``), computed without building the meshes (checked against the
-    real classes at generation time)."""
+    (``<category>_<type>_<ii>``, then the real meshes' names), computed without building
+    the meshes (checked against the real classes at generation time)."""
     from fgpose.synthetic import class_type  # noqa: PLC0415
 
     return [
         f"{category}_{class_type(category, i)}_{i:02d}"
         for category, count in (("car", num_car_classes), ("airplane", num_airplane_classes))
         for i in range(count)
-    ]
+    ] + [source[0] for source in real_sources(real_meshes)]
 
 
 def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -122,7 +124,7 @@ def sample_example(cfg: SyntheticConfig, classes, points, split: str, index: int
 
 def _class_fields(cfg: SyntheticConfig) -> dict:
     return dict(num_car_classes=cfg.num_car_classes, num_airplane_classes=cfg.num_airplane_classes,
-                catalogue_seed=cfg.catalogue_seed, max_faces=cfg.max_faces)
+                catalogue_seed=cfg.catalogue_seed, max_faces=cfg.max_faces, real_meshes=cfg.real_meshes)
 
 
 def make_classes(fields: dict):
@@ -130,10 +132,12 @@ def make_classes(fields: dict):
     ``max_faces`` if larger), checked against :func:`class_names`."""
     from fgpose import synthetic  # noqa: PLC0415
 
+    real = fields.get("real_meshes", False)
+    kwargs = {} if fields["max_faces"] is None else {"max_faces": fields["max_faces"]}
     classes = synthetic.synthetic_classes(fields["num_car_classes"], fields["num_airplane_classes"],
-                                          seed=fields["catalogue_seed"])
+                                          seed=fields["catalogue_seed"], real_meshes=real_sources(real), **kwargs)
     names = [c.name for c in classes]
-    expected = class_names(fields["num_car_classes"], fields["num_airplane_classes"])
+    expected = class_names(fields["num_car_classes"], fields["num_airplane_classes"], real)
     if names != expected:
         raise RuntimeError(f"fgpose.synthetic class names {names} differ from the label names {expected}")
     if fields["max_faces"] is not None:
@@ -160,10 +164,10 @@ def render_jpeg(classes, label: int, pose: np.ndarray, hw: tuple[int, int], rng_
     return base.encode_jpeg(synthetic.render_photo(cls.mesh, pose, hw, rng, category=cls.category))
 
 
-def _cfg(name, description, cars, planes, train, test, max_side, field_max_side) -> SyntheticConfig:
+def _cfg(name, description, cars, planes, train, test, max_side, field_max_side, real=False) -> SyntheticConfig:
     return SyntheticConfig(
         name=name, description=description, num_car_classes=cars, num_airplane_classes=planes,
-        num_train=train, num_test=test, max_side=max_side, field_max_side=field_max_side,
+        num_train=train, num_test=test, max_side=max_side, field_max_side=field_max_side, real_meshes=real,
     )
 
 
@@ -175,12 +179,14 @@ class Builder(base.Pose3DBuilder):
         _cfg("small", "8+6 classes, 2400/600 photos, max side 480", 8, 6, 2400, 600, 480, 480),
         _cfg("medium", "24+18 classes, 12000/3000 photos, max side 640", 24, 18, 12000, 3000, 640, 640),
         _cfg("large", "48+36 classes, 48000/8000 photos, max side 800", 48, 36, 48000, 8000, 800, 640),
+        _cfg("small_real", "small plus one class per real mesh next to $FGPOSE_RELEASE_DIR (the ShapeNet "
+             "car, the PyVista aircraft)", 8, 6, 2560, 640, 480, 480, real=True),
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "tiny"
 
     def _info(self) -> tfds.core.DatasetInfo:
         cfg = self.builder_config
-        names = class_names(cfg.num_car_classes, cfg.num_airplane_classes)
+        names = class_names(cfg.num_car_classes, cfg.num_airplane_classes, cfg.real_meshes)
         return tfds.core.DatasetInfo(
             builder=self,
             description=__doc__,
@@ -226,7 +232,6 @@ class Builder(base.Pose3DBuilder):
         pool = self.__dict__.get("_render_pool")
         if pool is None:
             if os.environ.get(RENDER_WORKER_ENV, "") not in ("", "0"):
-                guard_gl_against_tensorflow()
                 pool = render_worker.InProcessRenderer(classes)
             else:
                 pool = render_worker.RenderWorker(_class_fields(self.builder_config))
@@ -288,7 +293,6 @@ class Builder(base.Pose3DBuilder):
                         log.error("%s; rendering the remaining photos in this process", exc)
                         from tfds_builders.synthetic_pose3d import render_worker  # noqa: PLC0415
 
-                        guard_gl_against_tensorflow()
                         self._close_renderer()
                         pool = self._render_pool = render_worker.InProcessRenderer(classes)
                         for i, item in enumerate(pending):  # re-queue what the worker owed
@@ -314,5 +318,5 @@ class Builder(base.Pose3DBuilder):
             self._skips.log_split(f"{self.name}/{cfg.name}", split)
 
 
-__all__ = ["Builder", "RENDER_WORKER_ENV", "SPLIT_IDS", "guard_gl_against_tensorflow", "make_classes",
+__all__ = ["Builder", "RENDER_WORKER_ENV", "SPLIT_IDS", "make_classes",
            "render_jpeg", "SyntheticConfig", "class_names", "example_rng", "sample_example"]
