@@ -1,7 +1,7 @@
 """CPU default: the embedded ``synthetic_pose3d`` dataset (builder config ``small``).
 
-ResNet-18 at width 16 with GroupNorm, a 128x128 input frame and small heads: 3600 steps of 8
-images train in about 11 minutes on 2 CPU cores (plus ~3 minutes to build the dataset on
+ResNet-18 at width 16 with GroupNorm, a 128x128 input frame, a small box head and a 512-wide
+pose head: 3600 steps of 8 images train in about 14 minutes on 2 CPU cores (plus ~3 minutes to build the dataset on
 first use, and ~15 s to evaluate the 600 test photos). Measured results: README, "Results".
 """
 
@@ -35,7 +35,7 @@ def get_config():
     m.roi.batch_size_per_image = 32
     m.roi.output_size = 7
     m.box_head.fc_dim = 128
-    m.pose_head.fc_dim = 128
+    m.pose_head.fc_dim = 512  # 128: 70.3% Acc_pi/6 in 11.4 min; 512: 75.0% in 14.3 min (README, Results)
     m.test.detections_per_image = 10
 
     # Smooth-L1 with beta 0.1 on the pose outputs (beta 1 was slower: median e_R 21.2 vs 16.0
