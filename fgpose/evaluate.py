@@ -44,6 +44,7 @@ import numpy as np
 from flax import nnx
 
 from fgpose import camera, distributed, metrics
+from fgpose.models import boxes
 
 log = logging.getLogger("fgpose.evaluate")
 
@@ -67,21 +68,6 @@ TABLE_COLUMNS = (
 # ----------------------------------------------------------------------------- detection AP
 
 
-def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes ``(N, 4)`` x ``(M, 4)`` (y0, x0, y1, x1), continuous coordinates -> ``(N, M)``."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    y0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    x0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    y1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    x1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(y1 - y0, 0, None) * np.clip(x1 - x0, 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     """Area under the monotone (interpolated) precision-recall curve (VOC 2010+ all-point AP)."""
     r = np.concatenate([[0.0], recall, [1.0]])
@@ -97,12 +83,17 @@ def _ap_one(det_img, det_boxes, det_scores, gt_boxes_per_img: Mapping[int, np.nd
         return None
     order = np.argsort(-np.asarray(det_scores), kind="stable")
     used = {k: np.zeros(len(g), bool) for k, g in gt_boxes_per_img.items()}
+    # IoU of every detection with its image's ground truth: one box_iou call per image.
+    ious_of: dict[int, np.ndarray] = {}
+    for img, gts in gt_boxes_per_img.items():
+        sel = np.nonzero(np.asarray(det_img) == img)[0]
+        if len(sel) and len(gts):
+            ious_of.update(zip(sel.tolist(), np.asarray(boxes.box_iou(np.asarray(det_boxes)[sel], gts))))
     tp = np.zeros(len(order))
     for rank, d in enumerate(order):
-        gts = gt_boxes_per_img.get(int(det_img[d]))
-        if gts is None or len(gts) == 0:
+        ious = ious_of.get(int(d))
+        if ious is None:
             continue
-        ious = box_iou_np(det_boxes[d][None], gts)[0]
         j = int(np.argmax(ious))
         if ious[j] >= iou_thr and not used[int(det_img[d])][j]:
             used[int(det_img[d])][j] = True
