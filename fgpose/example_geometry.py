@@ -46,6 +46,7 @@ import jax
 import numpy as np
 
 from fgpose import camera, raster
+from fgpose import mesh as mesh_lib
 
 __all__ = [
     "PaddedMesh",
@@ -144,24 +145,14 @@ def pad_mesh(
         :func:`count_bucket` of the real sizes. Give a set of meshes known in advance the
         same sizes to compile the rasterizer once for all of them.
     """
-    vertices = np.asarray(vertices, np.float32)
-    faces = np.asarray(faces, np.int32)
-    if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"expected (V, 3) vertices and (F, 3) faces, got {vertices.shape}, {faces.shape}")
-    if len(faces) == 0 or len(vertices) == 0:
+    mesh = mesh_lib.Mesh(vertices, faces)  # checks shapes and indices
+    if mesh.num_faces == 0:
         raise ValueError("the mesh has no faces")
-    vb = count_bucket(len(vertices)) if num_vertices is None else int(num_vertices)
-    fb = count_bucket(len(faces)) if num_faces is None else int(num_faces)
-    if vb < len(vertices) or fb < len(faces):
-        raise ValueError(f"padded sizes ({vb}, {fb}) are below the mesh's ({len(vertices)}, {len(faces)})")
-    v = np.zeros((vb, 3), np.float32)
-    v[: len(vertices)] = vertices
-    f = np.zeros((fb, 3), np.int32)
-    f[: len(faces)] = faces
-    m = np.zeros((fb,), bool)
-    m[: len(faces)] = True
-    v, f, m = jax.device_put((v, f, m))
-    return PaddedMesh(vertices=v, faces=f, face_mask=m, num_vertices=len(vertices), num_faces=len(faces))
+    vb = count_bucket(mesh.num_vertices) if num_vertices is None else int(num_vertices)
+    fb = count_bucket(mesh.num_faces) if num_faces is None else int(num_faces)
+    packed = mesh_lib.pack_mesh(mesh, vb, fb)  # raises when the sizes are below the mesh's
+    v, f, m = jax.device_put((packed.vertices, packed.faces, packed.face_mask))
+    return PaddedMesh(vertices=v, faces=f, face_mask=m, num_vertices=mesh.num_vertices, num_faces=mesh.num_faces)
 
 
 def mask_box(mask: np.ndarray) -> np.ndarray:
