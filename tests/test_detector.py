@@ -191,12 +191,17 @@ def test_losses_match_reference(first_step, batch, cfg):
     np.testing.assert_allclose(metrics["loss_box"], l1[fg].sum() / sampled.sum(), rtol=1e-4)
 
     # Pose: smooth-L1 (beta 1) per group on the foreground, targets relative to each RoI.
+    # The pose head runs on the first int(S * positive_fraction) slots only: every
+    # foreground RoI must be in that prefix.
     pred = {k: np.asarray(v, np.float64) for k, v in out["pose"].items()}
+    p = int(s * cfg.roi.positive_fraction)
+    assert pred["quaternion"].shape == (2, p, 4) and pred["distance"].shape == (2, p)
+    assert not np.any(fg[:, p:])
     ref = {k: 0.0 for k in ("quaternion", "offset", "distance", "focal")}
     for b in range(2):
-        m = fg[b]
+        m = fg[b, :p]
         q, off, d, f = ref_pose_targets(
-            np.repeat(POSES[b : b + 1], m.sum(), 0), boxes[b][m], float(batch["frame_height"][b]),
+            np.repeat(POSES[b : b + 1], m.sum(), 0), boxes[b, :p][m], float(batch["frame_height"][b]),
             batch["original_hw"][b].astype(np.float64), 0.5, cfg.pose_head.distance_scale, cfg.pose_head.focal_scale,
         )
         lq = np.minimum(ref_smooth_l1(pred["quaternion"][b][m] - q, 1.0).sum(-1),
