@@ -257,6 +257,63 @@ def test_photo_mask_matches_raster(photo_renderer, category, hw):
         assert photo[mask].std() > 0 and np.abs(photo[~mask].mean(0) - photo[mask].mean(0)).max() > 0
 
 
+def test_car_parts_sit_on_the_right_faces():
+    """Part labels agree with the geometry (ShapeNet frame: +X front, +Y up, Z across)."""
+    for i in range(8):
+        mesh, parts = S.class_mesh_and_parts("car", i)
+        assert parts.shape == (mesh.num_faces,) and parts.dtype == np.int8
+        assert set(np.unique(parts)) == set(range(len(S.CAR_PARTS))), i
+        c = mesh.vertices[mesh.faces].astype(np.float64).mean(1)
+        x, y, z = c[:, 0], c[:, 1], c[:, 2]
+        lo, hi = mesh.vertices.min(0), mesh.vertices.max(0)
+        length, height = hi[0] - lo[0], hi[1] - lo[1]
+        name = dict(enumerate(S.CAR_PARTS))
+        at = {n: parts == k for k, n in name.items()}
+        assert np.all(x[at["head_lamp"]] > hi[0] - 0.08 * length) and np.all(x[at["grille"]] > hi[0] - 0.08 * length)
+        assert np.all(x[at["tail_lamp"]] < lo[0] + 0.08 * length)
+        assert np.median(np.abs(z[at["head_lamp"]])) > 2 * np.median(np.abs(z[at["grille"]]))  # lamps outboard
+        assert np.all(y[at["glass"]] > lo[1] + 0.4 * height)  # greenhouse above the belt
+        for wheel in ("tyre", "rim"):  # wheels touch the ground
+            assert np.all(y[at[wheel]] < lo[1] + 0.7 * height) and np.median(y[at[wheel]]) < lo[1] + 0.4 * height
+        assert S.class_mesh_and_parts("airplane", i % 6)[1] is None
+
+
+def test_car_parts_show_in_the_photo(photo_renderer):
+    """Same paint and lights with and without parts: the pixels that see tail-lamp faces
+    (from the JAX rasterizer's face ids) turn red, glass pixels blue-grey, the body is equal."""
+    import jax.numpy as jnp
+
+    from fgpose import camera, raster
+
+    mesh, parts = S.class_mesh_and_parts("car", 0)
+    hw = (160, 192)
+    pose = np.array([np.pi + 0.5, 0.3, 0.0, 2.0, 500.0, 0.0, 0.0])  # rear three-quarter view
+    bg = np.full(hw + (3,), 128, np.uint8)
+    plain = photo_renderer.render(mesh, pose, hw, np.random.default_rng(0), background=bg, noise_std=0)
+    dressed = photo_renderer.render(mesh, pose, hw, np.random.default_rng(0), background=bg, noise_std=0, parts=parts)
+    fh = camera.annotation_frame_height(hw[1], hw[0])
+    proj = camera.projection_matrix(camera.Pose.from_array(jnp.asarray(pose, jnp.float32)), fh, image_size=hw)
+    face = np.asarray(raster.render(mesh.vertices, mesh.faces, proj, *hw).face_id)
+    part = np.where(face >= 0, parts[np.maximum(face, 0)], -1)
+    # Interior pixels only (edges may be covered by a neighbouring part's face).
+    def interior(m):
+        import cv2
+
+        return cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+
+    tail = interior(part == S.CAR_PARTS.index("tail_lamp"))
+    glass = interior(part == S.CAR_PARTS.index("glass"))
+    body = interior(part == S.CAR_PARTS.index("body"))
+    assert tail.sum() > 20 and glass.sum() > 100 and body.sum() > 500
+    d = dressed.astype(float)
+    redness = d[..., 0] - d[..., 1:].max(-1)
+    assert np.median(redness[tail]) > 60
+    # Glass: a blue-grey tint (base colour (0.04, 0.05, 0.06)), unlike the plain paint there.
+    assert np.median(d[glass][:, 2] - d[glass][:, 0]) > 8
+    assert np.median(np.abs(d[glass] - plain[glass]).max(-1)) > 15
+    np.testing.assert_array_equal(dressed[body], plain[body])
+
+
 def test_render_photo_is_deterministic_and_cached():
     from fgpose.synthetic import scene
 
@@ -268,6 +325,23 @@ def test_render_photo_is_deterministic_and_cached():
     np.testing.assert_array_equal(a, b)
     assert np.abs(a.astype(int) - c).mean() > 1
     assert (256, 256) in scene._RENDERERS
+
+
+def test_photos_survive_opengl_context_replacement(monkeypatch):
+    """PhotoRenderer replaces its OSMesa context every CONTEXT_DRAWS draws (Mesa keeps memory
+    per draw until the context goes): photos after a replacement equal those before."""
+    from fgpose.synthetic import scene
+
+    mesh, parts = S.class_mesh_and_parts("car", 2)
+    pose = P.sample_poses(np.random.default_rng(1), 1, "car", (60, 80))[0]
+    monkeypatch.setattr(scene, "CONTEXT_DRAWS", 3)
+    with scene.PhotoRenderer(64, 96) as r:
+        first = r.render(mesh, pose, (60, 80), np.random.default_rng(5), parts=parts)
+        context = r._renderer
+        again = [r.render(mesh, pose, (60, 80), np.random.default_rng(5), parts=parts) for _ in range(3)]
+        assert r._renderer is not context  # replaced (2 draws per photo with parts)
+    for photo in again:
+        np.testing.assert_array_equal(photo, first)
 
 
 # ----------------------------------------------------------------------------- fields

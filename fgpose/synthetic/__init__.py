@@ -3,7 +3,8 @@ photo rendering (pyrender) and batched location-field generation (JAX rasterizer
 
 Modules:
 
-* :mod:`fgpose.synthetic.shapes` — :func:`class_mesh`, :class:`SyntheticClass`,
+* :mod:`fgpose.synthetic.shapes` — :func:`class_mesh`, :func:`class_mesh_and_parts`,
+  :data:`CAR_PARTS`, :class:`SyntheticClass`,
   :func:`synthetic_classes`, :func:`real_mesh_sources`.
 * :mod:`fgpose.synthetic.poses` — :func:`sample_poses`, :func:`sample_image_hw`,
   :class:`PosePrior` (fitted by ``scripts/fit_pose_prior.py``).
@@ -22,8 +23,10 @@ from fgpose.synthetic.poses import (
 )
 from fgpose.synthetic.shapes import (
     AIRPLANE_PLY_ROTATION,
+    CAR_PARTS,
     SyntheticClass,
     class_mesh,
+    class_mesh_and_parts,
     class_type,
     real_mesh_sources,
     synthetic_classes,
@@ -31,9 +34,11 @@ from fgpose.synthetic.shapes import (
 
 __all__ = [
     "AIRPLANE_PLY_ROTATION",
+    "CAR_PARTS",
     "PosePrior",
     "SyntheticClass",
     "class_mesh",
+    "class_mesh_and_parts",
     "class_type",
     "default_prior",
     "extent_points",

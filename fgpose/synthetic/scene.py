@@ -14,6 +14,9 @@ Appearance, all drawn from the ``rng`` passed to each call:
 * body: a car-paint-like or livery colour (palette of common colours plus random hues),
   pyrender ``MetallicRoughnessMaterial`` with random metallic / roughness, flat shading,
   both sides lit (faces are never culled);
+* car parts (when ``parts`` is given, see :data:`fgpose.synthetic.shapes.CAR_PARTS`): dark
+  blue-grey glass, black tyres, grey rims, white head lamps, red tail lamps and a dark
+  grille, so a car's front and back look different;
 * lights: ambient (``scene.ambient_light``), a key directional light from the camera's
   front hemisphere (mostly from above), a fill directional light, and a point light near the
   camera; random colours (near white) and intensities;
@@ -41,6 +44,7 @@ import numpy as np
 from fgpose import camera
 from fgpose.mesh import Mesh
 from fgpose.pyrender_backend import _pyrender, camera_pose
+from fgpose.synthetic.shapes import CAR_PARTS
 
 __all__ = ["PhotoRenderer", "random_background", "render_photo", "photo_intrinsics"]
 
@@ -134,6 +138,24 @@ def _look_from(direction: np.ndarray) -> np.ndarray:
     return pose
 
 
+_PART_COLOURS = np.array(
+    [
+        [0, 0, 0],  # body: painted per photo, never coloured here
+        [18, 22, 28],  # glass: dark blue-grey
+        [12, 12, 12],  # tyre
+        [80, 80, 84],  # rim
+        [240, 240, 228],  # head lamp
+        [200, 16, 16],  # tail lamp
+        [22, 22, 24],  # grille
+    ],
+    np.int64,
+)
+"""sRGB colour of each :data:`fgpose.synthetic.shapes.CAR_PARTS` entry on the trim."""
+
+CONTEXT_DRAWS = 100
+"""Draw calls after which :class:`PhotoRenderer` replaces its OpenGL context (memory bound)."""
+
+
 class PhotoRenderer:
     """Renders synthetic photos up to ``height x width`` with one reusable OpenGL context.
 
@@ -146,6 +168,7 @@ class PhotoRenderer:
         pr = self._pr = _pyrender()
         self.height, self.width = int(height), int(width)
         self._renderer = pr.OffscreenRenderer(self.width, self.height)
+        self._draws_in_context = 0
         self._scene = pr.Scene(ambient_light=np.full(3, 0.3), bg_color=np.zeros(4))
         self._camera_node = self._scene.add(pr.IntrinsicsCamera(1.0, 1.0, 0.0, 0.0, 0.01, 100.0))
         self._key = self._scene.add(pr.DirectionalLight(color=np.ones(3), intensity=3.0))
@@ -166,17 +189,35 @@ class PhotoRenderer:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _pyrender_mesh(self, mesh: Mesh):
-        key = id(mesh)
+    def _pyrender_mesh(self, mesh: Mesh, parts: np.ndarray | None):
+        """pyrender mesh of ``mesh`` (cached): one primitive (the body), plus with ``parts``
+        a second "trim" primitive holding every non-body face with its part's colour.
+
+        Two primitives, not one per part: every draw call costs llvmpipe a full pass (and
+        memory, see ``CONTEXT_DRAWS``), so the parts share one draw via vertex colours.
+        """
+        key = (id(mesh), parts is not None)
         entry = self._meshes.get(key)
         if entry is not None and entry[0]() is mesh:
             self._meshes.move_to_end(key)
             return entry[1]
         import trimesh  # noqa: PLC0415
 
-        tm = trimesh.Trimesh(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces), process=False)
-        material = self._pr.MetallicRoughnessMaterial(doubleSided=True)
-        pm = self._pr.Mesh.from_trimesh(tm, material=material, smooth=False)
+        vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces)
+        if parts is None:
+            tms = [trimesh.Trimesh(vertices, faces, process=False)]
+        else:
+            parts = np.asarray(parts)
+            if parts.shape != (len(faces),):
+                raise ValueError(f"parts must have one entry per face ({len(faces)}), got shape {parts.shape}")
+            if parts.min() < 0 or parts.max() >= len(CAR_PARTS):
+                raise ValueError(f"parts must be indices into CAR_PARTS (0..{len(CAR_PARTS) - 1})")
+            body, trim = parts == 0, parts != 0
+            tms = [trimesh.Trimesh(vertices, faces[body], process=False)]
+            if trim.any():
+                colours = np.concatenate([_PART_COLOURS[parts[trim]], np.full((int(trim.sum()), 1), 255)], 1)
+                tms.append(trimesh.Trimesh(vertices, faces[trim], face_colors=colours.astype(np.uint8), process=False))
+        pm = self._pr.Mesh.from_trimesh(tms, smooth=False)  # the trim keeps its colours
         self._meshes[key] = (weakref.ref(mesh), pm)
         while len(self._meshes) > self._mesh_cache:
             self._meshes.popitem(last=False)
@@ -193,6 +234,7 @@ class PhotoRenderer:
         background: np.ndarray | None = None,
         noise_std: float | None = None,
         return_mask: bool = False,
+        parts: np.ndarray | None = None,
     ):
         """Renders one photo.
 
@@ -206,6 +248,9 @@ class PhotoRenderer:
           background: optional ``(H, W, 3)`` uint8 background instead of a random one.
           noise_std: std of the additive Gaussian pixel noise (default uniform 0-4).
           return_mask: also return the object mask.
+          parts: optional ``(F,)`` part index of each face (:data:`fgpose.synthetic.shapes.
+            CAR_PARTS`, e.g. :attr:`SyntheticClass.parts`): part 0 gets the random paint,
+            the others glass, tyre, rim, lamp and grille colours. ``None``: paint it all.
 
         Returns:
           ``(H, W, 3)`` uint8 RGB photo, and with ``return_mask`` the ``(H, W)`` bool mask
@@ -228,8 +273,8 @@ class PhotoRenderer:
         cam_to_world = camera_pose(rot, d)
         self._scene.set_pose(self._camera_node, cam_to_world)
 
-        # Material.
-        pm = self._pyrender_mesh(mesh)
+        # Materials: the random paint on the body, fixed-looking materials on the other parts.
+        pm = self._pyrender_mesh(mesh, parts)
         colour = _random_colour(rng, category)
         metallic = float(rng.uniform(0.0, 0.9))
         material = self._pr.MetallicRoughnessMaterial(
@@ -238,8 +283,6 @@ class PhotoRenderer:
             metallicFactor=metallic,
             roughnessFactor=float(rng.uniform(0.15, 0.8)),
         )
-        for prim in pm.primitives:
-            prim.material = material
         if self._node is not None:
             self._scene.remove_node(self._node)
         self._node = self._scene.add(pm)
@@ -260,16 +303,36 @@ class PhotoRenderer:
         self._scene.set_pose(self._point, point)
         self._scene.ambient_light = np.clip(rng.uniform(0.15, 0.45) * tint(), 0, 1)
 
-        color, depth = self._renderer.render(self._scene, flags=self._pr.RenderFlags.SKIP_CULL_FACES)
-        color, depth = color[:h, :w], depth[:h, :w]
-        mask = depth > 0
         bg = random_background(rng, h, w) if background is None else np.asarray(background, np.uint8)
         if bg.shape != (h, w, 3):
             raise ValueError(f"background must be ({h}, {w}, 3), got {bg.shape}")
-        out = np.where(mask[..., None], color[..., :3], bg).astype(np.float32)
         std = float(rng.uniform(0, 4)) if noise_std is None else float(noise_std)
-        if std > 0:
-            out += rng.normal(0, std, out.shape).astype(np.float32)
+        noise = rng.normal(0, std, (h, w, 3)).astype(np.float32) if std > 0 else None
+        # The trim's material is drawn last, so paint, lights, background and noise are the
+        # same draws with or without parts.
+        pm.primitives[0].material = material
+        if len(pm.primitives) > 1:
+            pm.primitives[1].material = self._pr.MetallicRoughnessMaterial(
+                doubleSided=True,
+                baseColorFactor=np.ones(4),  # times the parts' vertex colours
+                metallicFactor=float(rng.uniform(0.0, 0.3)),
+                roughnessFactor=float(rng.uniform(0.2, 0.5)),
+            )
+
+        # Mesa's OSMesa context (llvmpipe) keeps ~3 MB per draw call until the context is
+        # destroyed (measured: 1 primitive at 256x256, 3.2 MB/render), so a long build would
+        # run out of memory: start a fresh context every CONTEXT_DRAWS draw calls.
+        self._draws_in_context += len(pm.primitives)
+        if self._draws_in_context > CONTEXT_DRAWS:
+            self._renderer.delete()
+            self._renderer = self._pr.OffscreenRenderer(self.width, self.height)
+            self._draws_in_context = len(pm.primitives)
+        color, depth = self._renderer.render(self._scene, flags=self._pr.RenderFlags.SKIP_CULL_FACES)
+        color, depth = color[:h, :w], depth[:h, :w]
+        mask = depth > 0
+        out = np.where(mask[..., None], color[..., :3], bg).astype(np.float32)
+        if noise is not None:
+            out += noise
         photo = np.clip(np.round(out), 0, 255).astype(np.uint8)
         return (photo, mask) if return_mask else photo
 

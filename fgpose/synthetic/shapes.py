@@ -43,10 +43,12 @@ from fgpose.mesh import Mesh, load_mesh, normalize_mesh
 __all__ = [
     "AIRPLANE_PLY_ROTATION",
     "AIRPLANE_TYPES",
+    "CAR_PARTS",
     "CAR_TYPES",
     "CATEGORIES",
     "SyntheticClass",
     "class_mesh",
+    "class_mesh_and_parts",
     "class_type",
     "model_id_for",
     "real_mesh_sources",
@@ -57,6 +59,13 @@ CATEGORIES = ("car", "airplane")
 
 CAR_TYPES = ("sedan", "suv", "hatchback", "pickup", "coupe", "van", "wagon", "sports")
 """Car body types; class ``i`` has type ``CAR_TYPES[i % 8]``."""
+
+CAR_PARTS = ("body", "glass", "tyre", "rim", "head_lamp", "tail_lamp", "grille")
+"""Appearance parts of procedural car faces (:attr:`SyntheticClass.parts` holds indices into
+this tuple): the photo renderer paints ``body`` with the random paint and gives the others
+fixed-looking materials (dark glass, black tyres, metal rims, light head lamps, red tail
+lamps, a dark grille), so front and back look different as on real cars. The geometry (and
+so every mask, box and location field) does not depend on the parts."""
 
 AIRPLANE_TYPES = ("airliner", "widebody", "regional", "bizjet", "fighter", "light")
 """Aircraft types; class ``i`` has type ``AIRPLANE_TYPES[i % 6]``."""
@@ -295,15 +304,49 @@ def _car_mesh(kind: str, rng: np.random.Generator) -> Mesh:
         narrowing = tum * np.clip((y - b) / max(top_y - b, 1e-3), 0, 1)
         z = s * w * (1 - narrowing)
         secs.append(np.stack([np.full_like(y, x), y, z], -1))
-    parts = [_loft(np.stack(secs))]
+    body = _loft(np.stack(secs))
+    parts = [body]
+    labels = [_car_body_parts(*body, num_quads=(len(secs) - 1) * len(s), H=H, belt_y=belt_y, W=W)]
     # Wheels: bottoms on the ground (y = 0), slightly proud of the body sides.
     ww = 0.075 * rng.uniform(0.9, 1.1)
     front_axle = 0.5 - (1 - wb) / 2 + rng.normal(0, 0.01)
     axles = (front_axle, front_axle - wb)
+    sections = 18
     for xa in axles:
         for side in (-1.0, 1.0):
-            parts.append(_cylinder_z((xa, r, side * (W / 2 - ww / 2 + 0.006)), r, ww))
-    return _merge(parts)
+            wheel = _cylinder_z((xa, r, side * (W / 2 - ww / 2 + 0.006)), r, ww, sections)
+            parts.append(wheel)
+            wheel_labels = np.full(len(wheel[1]), CAR_PARTS.index("tyre"), np.int8)
+            wheel_labels[-2 * sections :] = CAR_PARTS.index("rim")  # the two caps (see _loft)
+            labels.append(wheel_labels)
+    return _merge(parts), np.concatenate(labels)
+
+
+def _car_body_parts(
+    vertices: np.ndarray, faces: np.ndarray, *, num_quads: int, H: float, belt_y: float, W: float
+) -> np.ndarray:
+    """Part index (:data:`CAR_PARTS`) of each face of the lofted body (length-1 frame).
+
+    A face is classified by the centroid of its quad (:func:`_loft` lists the ``num_quads``
+    first triangles of the quads, then their second triangles, then the caps), so both
+    triangles of a quad get the same part and part borders follow the quad grid.
+    Glass: the greenhouse band between just above the belt line and just below the roof.
+    Lamps and grille: the front (x > 0.45) / rear (x < -0.45) faces in the band 55-97 % of
+    the belt height; lamps towards the sides (|z| > 0.2 W), the grille between them.
+    """
+    c = vertices[faces].mean(axis=1)
+    quad = 0.5 * (c[:num_quads] + c[num_quads : 2 * num_quads])
+    c[:num_quads] = c[num_quads : 2 * num_quads] = quad
+    x, y, z = c[:, 0], c[:, 1], np.abs(c[:, 2])
+    out = np.full(len(faces), CAR_PARTS.index("body"), np.int8)
+    cabin = H - belt_y
+    out[(y > belt_y + 0.12 * cabin) & (y < H - 0.1 * cabin)] = CAR_PARTS.index("glass")
+    band = (y > 0.55 * belt_y) & (y < 0.97 * belt_y)
+    side = z > 0.2 * W
+    out[band & (x > 0.45) & side] = CAR_PARTS.index("head_lamp")
+    out[band & (x > 0.45) & ~side] = CAR_PARTS.index("grille")
+    out[band & (x < -0.45) & side] = CAR_PARTS.index("tail_lamp")
+    return out
 
 
 # Nominal aircraft parameters (fuselage length = 1): fuselage radius, nose length, tail
@@ -407,11 +450,21 @@ def class_mesh(category: str, class_index: int, seed: int = 0) -> Mesh:
       bounding box centred at the origin with unit diagonal), float32 vertices, a few
       thousand outward-oriented, non-degenerate triangles.
     """
+    return class_mesh_and_parts(category, class_index, seed)[0]
+
+
+def class_mesh_and_parts(category: str, class_index: int, seed: int = 0) -> tuple[Mesh, np.ndarray | None]:
+    """:func:`class_mesh` and its faces' appearance parts.
+
+    Returns:
+      ``(mesh, parts)``: ``parts`` is ``(F,) int8`` indices into :data:`CAR_PARTS` for cars
+      and ``None`` for aircraft (painted all over).
+    """
     kind = class_type(category, class_index)
     rng = _class_rng(category, class_index, seed)
     if category == "car":
         return _car_mesh(kind, rng)
-    return _airplane_mesh(kind, rng)
+    return _airplane_mesh(kind, rng), None
 
 
 def model_id_for(category: str, class_index: int, seed: int = 0) -> str:
@@ -431,12 +484,15 @@ class SyntheticClass:
       model_id: stable id (32 hex digits for procedural classes; the mesh file's directory
         name for ShapeNet models, e.g. ``189c2b53ef76d02978a20fe14185667``, otherwise a hash
         of the name and file name).
+      parts: ``(F,) int8`` appearance part of each face (indices into :data:`CAR_PARTS`), or
+        ``None`` to paint the whole mesh (aircraft, real meshes).
     """
 
     name: str
     category: str
     mesh: Mesh
     model_id: str
+    parts: np.ndarray | None = None
 
 
 def _load_real(name: str, category: str, path, rotation=None, max_faces: int = DEFAULT_REAL_MAX_FACES) -> SyntheticClass:
@@ -488,12 +544,14 @@ def synthetic_classes(
         if count < 0:
             raise ValueError(f"class counts must be >= 0, got {count} for {category}")
         for i in range(count):
+            mesh, parts = class_mesh_and_parts(category, i, seed)
             out.append(
                 SyntheticClass(
                     name=f"{category}_{class_type(category, i)}_{i:02d}",
                     category=category,
-                    mesh=class_mesh(category, i, seed),
+                    mesh=mesh,
                     model_id=model_id_for(category, i, seed),
+                    parts=parts,
                 )
             )
     for entry in real_meshes:

@@ -9,7 +9,7 @@ names such as ``car_sedan_00`` / ``airplane_airliner_00`` are the label names). 
 * class ``index % num_classes`` (balanced), photo size ``sample_image_hw(rng, 1, category,
   max_side)``, pose ``sample_poses(rng, 1, category, (H, W), points=extent_points(mesh))``
   (release-like prior, object inside the photo), photo ``render_photo(mesh, pose, (H, W),
-  rng, category=...)`` (pyrender, random paint, lights and background; rendered in a
+  rng, category=..., parts=...)`` (pyrender, random paint, car glass/tyres/lamps, lights and background; rendered in a
   worker process, see ``render_worker.py``), stored as JPEG (quality 95);
 * ``box``, ``mask``, ``location_field`` and the camera matrices come from
   :func:`fgpose.example_geometry.example_geometry` (the JAX rasterizer; it agrees with the
@@ -144,6 +144,7 @@ def make_classes(fields: dict):
         for c in classes:
             if c.mesh.num_faces > fields["max_faces"]:
                 c.mesh = mesh_lib.decimate(c.mesh, fields["max_faces"])
+                c.parts = None  # per-face parts do not survive decimation
     return classes
 
 
@@ -161,7 +162,7 @@ def render_jpeg(classes, label: int, pose: np.ndarray, hw: tuple[int, int], rng_
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = rng_state
     cls = classes[label]
-    return base.encode_jpeg(synthetic.render_photo(cls.mesh, pose, hw, rng, category=cls.category))
+    return base.encode_jpeg(synthetic.render_photo(cls.mesh, pose, hw, rng, category=cls.category, parts=cls.parts))
 
 
 def _cfg(name, description, cars, planes, train, test, max_side, field_max_side, real=False) -> SyntheticConfig:
@@ -183,6 +184,12 @@ class Builder(base.Pose3DBuilder):
              "car, the PyVista aircraft)", 8, 6, 2560, 640, 480, 480, real=True),
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "tiny"
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "Car photos show glass, tyres, rims, head and tail lamps and a grille, so front and back "
+                 "differ as on real cars; geometry, poses, labels and aircraft photos are unchanged.",
+    }
 
     def _info(self) -> tfds.core.DatasetInfo:
         cfg = self.builder_config
