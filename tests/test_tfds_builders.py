@@ -428,7 +428,7 @@ if ref:  # pyrender's own photo and object mask (depth > 0) of every train examp
     for index in range(cfg.num_train):
         label, hw, pose, rng = sample_example(cfg, classes, points, "train", index)
         photo, mask = synthetic.render_photo(classes[label].mesh, pose, hw, rng, category=classes[label].category,
-                                             return_mask=True)
+                                             parts=classes[label].parts, return_mask=True)
         arrays[f"photo_{index}"], arrays[f"mask_{index}"] = photo, mask
         arrays[f"vertices_{label}"] = classes[label].mesh.vertices
     np.savez(ref, names=np.array([c.name for c in classes]), **arrays)
