@@ -182,6 +182,12 @@ def match_boxes(
     return matched, labels
 
 
+def positive_slots(num_samples: int, positive_fraction: float) -> int:
+    """Static number of leading slots :func:`sample_balanced` may fill with foreground:
+    ``int(num_samples * positive_fraction)``. Every foreground sample lies in that prefix."""
+    return int(num_samples * positive_fraction)
+
+
 def sample_balanced(
     labels: Array,
     num_samples: int,
@@ -210,7 +216,7 @@ def sample_balanced(
     """
     labels = jnp.asarray(labels)
     n = labels.shape[0]
-    k_pos_max = int(num_samples * positive_fraction)
+    k_pos_max = positive_slots(num_samples, positive_fraction)
     pos = labels == 1
     neg = labels == 0
     r = jax.random.uniform(key, (n,))

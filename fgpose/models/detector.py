@@ -67,6 +67,7 @@ from fgpose.models.boxes import (
     encode_boxes,
     match_boxes,
     nonempty,
+    positive_slots,
     sample_balanced,
     smooth_l1_loss,
 )
@@ -303,7 +304,7 @@ class PoseDetector(nnx.Module):
             k: float(cfg.loss[k])
             for k in ("rpn_cls", "rpn_box", "cls", "box", "quaternion", "offset", "distance", "focal")
         }
-        self.fg_slots = max(1, int(self.roi_cfg["batch_size_per_image"] * self.roi_cfg["positive_fraction"]))
+        self.fg_slots = max(1, positive_slots(self.roi_cfg["batch_size_per_image"], self.roi_cfg["positive_fraction"]))
         """Sampled-RoI slots that can hold foreground: the prefix the pose head runs on."""
         self.box_beta = float(_get(cfg, "loss.box_beta", 0.0))
         self.pose_beta = float(_get(cfg, "loss.pose_beta", 1.0))

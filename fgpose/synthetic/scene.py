@@ -138,19 +138,19 @@ def _look_from(direction: np.ndarray) -> np.ndarray:
     return pose
 
 
-_PART_COLOURS = np.array(
-    [
-        [0, 0, 0],  # body: painted per photo, never coloured here
-        [18, 22, 28],  # glass: dark blue-grey
-        [12, 12, 12],  # tyre
-        [80, 80, 84],  # rim
-        [240, 240, 228],  # head lamp
-        [200, 16, 16],  # tail lamp
-        [22, 22, 24],  # grille
-    ],
-    np.int64,
-)
-"""sRGB colour of each :data:`fgpose.synthetic.shapes.CAR_PARTS` entry on the trim."""
+_PART_COLOURS = {
+    "glass": (18, 22, 28),  # dark blue-grey
+    "tyre": (12, 12, 12),
+    "rim": (80, 80, 84),
+    "head_lamp": (240, 240, 228),
+    "tail_lamp": (200, 16, 16),
+    "grille": (22, 22, 24),
+}
+"""sRGB colour of each non-body :data:`fgpose.synthetic.shapes.CAR_PARTS` entry (the trim);
+the body is painted per photo."""
+
+_PART_RGBA = np.array([(*_PART_COLOURS.get(name, (0, 0, 0)), 255) for name in CAR_PARTS], np.uint8)
+"""``_PART_COLOURS`` as RGBA rows indexed by part id."""
 
 CONTEXT_DRAWS = 100
 """Draw calls after which :class:`PhotoRenderer` replaces its OpenGL context (memory bound)."""
@@ -196,7 +196,7 @@ class PhotoRenderer:
         Two primitives, not one per part: every draw call costs llvmpipe a full pass (and
         memory, see ``CONTEXT_DRAWS``), so the parts share one draw via vertex colours.
         """
-        key = (id(mesh), parts is not None)
+        key = (id(mesh), None if parts is None else np.asarray(parts).tobytes())
         entry = self._meshes.get(key)
         if entry is not None and entry[0]() is mesh:
             self._meshes.move_to_end(key)
@@ -215,8 +215,7 @@ class PhotoRenderer:
             body, trim = parts == 0, parts != 0
             tms = [trimesh.Trimesh(vertices, faces[body], process=False)]
             if trim.any():
-                colours = np.concatenate([_PART_COLOURS[parts[trim]], np.full((int(trim.sum()), 1), 255)], 1)
-                tms.append(trimesh.Trimesh(vertices, faces[trim], face_colors=colours.astype(np.uint8), process=False))
+                tms.append(trimesh.Trimesh(vertices, faces[trim], face_colors=_PART_RGBA[parts[trim]], process=False))
         pm = self._pr.Mesh.from_trimesh(tms, smooth=False)  # the trim keeps its colours
         self._meshes[key] = (weakref.ref(mesh), pm)
         while len(self._meshes) > self._mesh_cache:

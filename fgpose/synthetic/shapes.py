@@ -262,7 +262,7 @@ _CAR = {
 }
 
 
-def _car_mesh(kind: str, rng: np.random.Generator) -> Mesh:
+def _car_mesh(kind: str, rng: np.random.Generator) -> tuple[Mesh, np.ndarray]:
     nominal = np.array(_CAR[kind], np.float64)
     jitter = np.ones_like(nominal)
     jitter[[0, 1, 2, 3, 4, 9]] = np.exp(rng.normal(0.0, 0.05, 6))  # sizes: +-5 %
