@@ -12,7 +12,9 @@ Method (all jit-compiled, static shapes, batched over images):
    Degenerate triangles (``det M = 0``: zero area or seen edge-on) are ignored.
 2. **Binning by screen-space extent**: every triangle is expanded into the ``tile x tile``
    pixel tiles its bounding box overlaps (a triangle with a vertex behind the near plane
-   conservatively covers the whole image). The expanded (triangle, tile) list has a
+   conservatively covers the whole image). This set-up runs one image at a time in a
+   ``lax.map`` that outputs one packed int32 per triangle (first tile, tiles per row, rows),
+   so it is computed once rather than inside each of its consumers. The expanded (triangle, tile) list has a
    data-dependent length; a ``lax.while_loop`` walks it in fixed-size blocks. Chunk ``j``'s
    triangle comes from a map built once (scatter-max of triangle ids at their prefix-sum
    starts, then a running max), with a binary search past the map's static capacity. Only
@@ -167,47 +169,53 @@ def _render_batch(
     batch, mesh_batch, num_faces = projection.shape[0], faces.shape[0], faces.shape[1]
     corners = jax.vmap(lambda v, f: v[f])(jnp.broadcast_to(vertices, (mesh_batch,) + vertices.shape[1:]), faces)
     n_tri = batch * num_faces
+    # A triangle's tiles are packed in one int32: first tile x | y << bx | tiles per row
+    # << (bx + by) | rows << (2 bx + by). Huge images double the tile until that fits.
     k = tile
-    tiles_y, tiles_x = -(-height // k), -(-width // k)
+    while True:
+        tiles_y, tiles_x = -(-height // k), -(-width // k)
+        bx, by = max(1, tiles_x.bit_length()), max(1, tiles_y.bit_length())
+        if 2 * (bx + by) <= 31:
+            break
+        k *= 2
     fbits = _face_bits(num_faces)
     # Depth levels: what the int32 key leaves beside the face id, capped at 22 bits so that
     # the quantised depth is exact in float32 (a rounded-up 2**31 would wrap negative).
     qmax = (1 << min(31 - fbits, 22)) - 1
-    # A triangle's first tile and tiles per row, packed in one int32 (x | y << bx | n << (bx + by)).
-    bx, by = max(1, tiles_x.bit_length()), max(1, tiles_y.bit_length())
-    if 2 * bx + by > 31:
-        raise ValueError(f"{height}x{width} has too many {k}-pixel tiles; raise `tile`")
     geom = dict(height=height, width=width, near=near)
-    # Two small tables that chunks gather from to redo their triangle's set-up, which is
-    # cheaper than materialising a per-(image, triangle) table.
+    # Two small tables that chunks gather from to redo their triangle's screen set-up, which
+    # is cheaper than materialising it per (image, triangle).
     corner_table = corners.reshape(mesh_batch * num_faces, 9)
     proj_table = projection.reshape(batch, 12)
 
-    # Set-up of every (image, triangle): its box, validity and corner depths.
-    # The barrier materialises the set-up once; otherwise XLA recomputes it inside each of
-    # its consumers (counts, packed tiles, depth range).
-    t = jax.lax.optimization_barrier(_triangle(
-        [corners[:, :, i // 3, i % 3] for i in range(9)], [projection[:, i // 4, i % 4, None] for i in range(12)], **geom
-    ))
-    valid = jnp.broadcast_to(face_mask & t["ok"], (batch, num_faces))
+    # Set-up of every (image, triangle), one image at a time: `lax.map` materialises its
+    # packed tiles once (XLA would otherwise recompute the float set-up inside each
+    # consumer: the prefix sum, the starts, the chunk map, the loop's gathers).
+    def setup(args):
+        p, c, fmask = args if mesh_batch > 1 else (args, corners[0], face_mask[0])  # (3, 4), (F, 3, 3), (F,)
+        t = _triangle([c[:, i // 3, i % 3] for i in range(9)], [p[i // 4, i % 4] for i in range(12)], **geom)
+        valid = fmask & t["ok"]
+        # Tiles overlapped by the triangle's box (0 rows when it draws nothing).
+        tx0 = t["x_lo"].astype(jnp.int32) // k
+        ty0 = t["y_lo"].astype(jnp.int32) // k
+        ntx = jnp.maximum(t["x_hi"].astype(jnp.int32) // k - tx0 + 1, 1)
+        nty = jnp.where(valid, t["y_hi"].astype(jnp.int32) // k - ty0 + 1, 0)
+        packed = tx0 | (ty0 << bx) | (ntx << (bx + by)) | (nty << (2 * bx + by))
+        # Depth range of the drawable surface, for key quantisation: the corners in front of
+        # the near plane, extended down to `near` when a triangle crosses that plane.
+        w_vis = jnp.stack([jnp.where(valid & (wk > near), wk, jnp.nan) for wk in t["w"]])
+        w_lo = jnp.where(jnp.any(valid & ~t["all_front"]), near, jnp.nan_to_num(jnp.nanmin(w_vis), nan=near))
+        w_hi = jnp.nan_to_num(jnp.nanmax(w_vis), nan=near + 1.0)
+        return packed, w_lo, w_hi
 
-    # Tiles overlapped by each triangle's box, and their prefix sum over the batch.
-    tx0 = t["x_lo"].astype(jnp.int32) // k
-    ty0 = t["y_lo"].astype(jnp.int32) // k
-    ntx = t["x_hi"].astype(jnp.int32) // k - tx0 + 1
-    counts = jnp.where(valid, ntx * (t["y_hi"].astype(jnp.int32) // k - ty0 + 1), 0).reshape(n_tri)
-    first_tile = jnp.broadcast_to(tx0 | (ty0 << bx) | (jnp.maximum(ntx, 1) << (bx + by)), (batch, num_faces)).reshape(n_tri)
-    ends = jnp.cumsum(counts)
+    tiles, w_lo, w_hi = jax.lax.map(setup, (projection, corners, face_mask) if mesh_batch > 1 else projection)
+    tiles = tiles.reshape(n_tri)
+    counts = ((tiles >> (bx + by)) & ((1 << bx) - 1)) * (tiles >> (2 * bx + by))
+    # Prefix sums and maxima by lax.associative_scan: 2-3x faster on CPU than jnp.cumsum and
+    # lax.cummax, which XLA lowers to a pyramid of 16-wide reduce-windows.
+    ends = jax.lax.associative_scan(jnp.add, counts)
     total = ends[-1]
     starts = ends - counts
-
-    # Per-image depth range of the drawable surface, for key quantisation: the corners in
-    # front of the near plane, extended down to `near` when a triangle crosses that plane.
-    w_vis = [jnp.where(valid & (wk > near), wk, jnp.nan) for wk in t["w"]]
-    w_min = jnp.nanmin(jnp.stack([jnp.nanmin(wk, axis=1) for wk in w_vis]), axis=0)
-    w_max = jnp.nanmax(jnp.stack([jnp.nanmax(wk, axis=1) for wk in w_vis]), axis=0)
-    w_lo = jnp.where(jnp.any(valid & ~t["all_front"], axis=1), near, jnp.nan_to_num(w_min, nan=near))
-    w_hi = jnp.nan_to_num(w_max, nan=near + 1.0)
     q_scale = qmax / jnp.maximum(w_hi - w_lo, 1e-12)
 
     # Chunk -> triangle map for the first `capacity` chunks, built once: each triangle's id
@@ -216,7 +224,7 @@ def _render_batch(
     # beyond the capacity, if any, fall back to a binary search of the prefix sums.
     capacity = n_tri + batch * tiles_y * tiles_x
     ids = jnp.arange(n_tri, dtype=jnp.int32)
-    chunk_tri = jax.lax.cummax(jnp.zeros((capacity,), jnp.int32).at[starts].max(ids, mode="drop"))
+    chunk_tri = jax.lax.associative_scan(jnp.maximum, jnp.zeros((capacity,), jnp.int32).at[starts].max(ids, mode="drop"))
 
     off = jnp.arange(k, dtype=jnp.float32) + 0.5
     num_buffers = batch * tiles_y * tiles_x
@@ -234,8 +242,8 @@ def _render_batch(
         tri = jnp.minimum(tri, n_tri - 1)
         img = tri // num_faces
         face = tri - img * num_faces
-        packed = jnp.take(first_tile, tri, mode="clip")
-        per_row = packed >> (bx + by)
+        packed = jnp.take(tiles, tri, mode="clip")
+        per_row = (packed >> (bx + by)) & ((1 << bx) - 1)
         local = j - jnp.take(starts, tri, mode="clip")
         ty_local = local // per_row
         tx = (packed & ((1 << bx) - 1)) + local - ty_local * per_row
@@ -321,6 +329,8 @@ def render(
       location: also compute the 3D location field.
       near: near-plane depth (model units); surface closer than this is not drawn.
       tile: tile side in pixels for binning (static; 8 measured fastest on CPU for ShapeNet cars).
+        Doubled automatically for images too large for a triangle's tiles to pack in an
+        int32 (2 x (bits of tile columns + bits of tile rows) <= 31, e.g. beyond 4096 rows).
       block: (triangle, tile) chunks processed per loop iteration (static).
 
     Returns:

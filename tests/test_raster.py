@@ -126,6 +126,29 @@ def test_portrait_image_with_more_tile_rows_than_columns():
     assert n > 5000
 
 
+def test_tall_image_doubles_the_tile_to_pack_its_tiles():
+    # 4400 x 300 has 550 x 38 tiles of 8 px: the packed tiles of a triangle as tall as the
+    # image (first tile, tiles per row, rows: 2 x (10 + 6) bits) overflow an int32, so the
+    # tile is doubled. Checked against the ray caster at the top of the image and on the
+    # rows of the small triangles, far down.
+    verts, faces = _random_scene(4)
+    pole = np.array([[-0.66, -20.0, 0.0], [-0.64, 20.0, 0.0], [-0.6, 0.0, 0.0]], np.float32)
+    verts, faces = np.concatenate([verts, pole]), np.concatenate([faces, [[len(verts), len(verts) + 1, len(verts) + 2]]])
+    pose = _pose(a=0.0, e=0.0, t=0.0, d=1.5, f=350.0, v=1900.0)
+    h, w = 4400, 300
+    mask = np.asarray(raster.silhouette(verts, faces, _proj(pose, h), h, w))
+    rows = np.flatnonzero(mask[:, :270].any(1))  # the small triangles (the pole is right of them)
+    assert rows.min() > 3500 and rows.size > 200
+    pixels = np.argwhere(np.ones((h, w), bool))
+    pixels = pixels[(pixels[:, 0] < 40) | ((pixels[:, 0] >= rows.min() - 5) & (pixels[:, 0] <= rows.max() + 5))]
+    _, bmin, front = _rays(verts, faces, pose, pixels, h)
+    ref = np.any(front & (bmin >= 0), axis=1)
+    on_edge = np.min(np.where(front, np.abs(bmin), np.inf), axis=1) < 1e-4
+    got = mask[pixels[:, 0], pixels[:, 1]]
+    assert np.all((got == ref) | on_edge)
+    assert ref[pixels[:, 0] < 40].sum() >= 40 and ref.sum() > 5000
+
+
 def test_triangles_crossing_the_camera_plane():
     """A ground plane passing under and behind the camera, and triangles with a vertex behind
     it: drawn exactly where the ray caster sees them, without clipping."""
