@@ -168,8 +168,12 @@ def test_same_moves_as_the_plain_published_loop(car_case, schedule):
     car, _, v1, v2, ref = car_case
     small = mesh.decimate(car, 1500)
     idx = [0, 30, 60]
-    cfg = SearchConfig(schedule=schedule, max_sweeps=12)
+    # slice_size 5 divides neither 2 x 3 nor 14 x 3 candidates, and the images finish at
+    # different sweeps: the compaction of the live candidates and the empty slots are exercised.
+    cfg = SearchConfig(schedule=schedule, max_sweeps=12, slice_size=5)
     out = refine(small.vertices, small.faces, v1[idx], ref[idx], np.full(3, 200), config=cfg)
+    if schedule == "paper":
+        assert len(set(out.sweeps.tolist())) > 1
     render = baseline.raster_silhouette_fn(small.vertices, small.faces, 200)
     for row, i in enumerate(idx):
         ref_run = baseline.refine_one(render, v1[i], ref[i], schedule=schedule, max_sweeps=12, record=True)

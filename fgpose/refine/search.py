@@ -52,6 +52,8 @@ class SearchConfig:
       alpha0: initial step multiplier.
       alpha_min: ``paper``/``parallel`` stop once alpha has been halved below this.
       max_sweeps: bound on sweeps per image (a ``parallel`` step counts as a sweep).
+      slice_size: candidate poses rendered per rasterizer call (only those of images still
+        searching are rendered); it trades per-call overhead against wasted slots.
     """
 
     schedule: str = "paper"
@@ -59,6 +61,7 @@ class SearchConfig:
     alpha0: float = 1.0
     alpha_min: float = 0.125
     max_sweeps: int = 50
+    slice_size: int = 32
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -70,6 +73,8 @@ class SearchConfig:
             raise ValueError(f"alpha0 and alpha_min must be positive, got {self.alpha0}, {self.alpha_min}")
         if self.max_sweeps < 1:
             raise ValueError(f"max_sweeps must be at least 1, got {self.max_sweeps}")
+        if self.slice_size < 1:
+            raise ValueError(f"slice_size must be at least 1, got {self.slice_size}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,16 +134,48 @@ def mask_iou(a: jax.Array, b: jax.Array, valid: jax.Array | None = None) -> jax.
     return jnp.where(union > 0, inter / jnp.maximum(union, 1), 0.0).astype(jnp.float32)
 
 
-def _silhouette_iou(vertices, faces, face_mask, params, frame_heights, reference, valid_rows, active):
-    """IoU of the silhouettes at ``params`` (N, 7) with the references (N, H, 300).
+def _candidate_ious(vertices, faces, face_mask, candidates, frame_heights, reference, valid_rows, active, slice_size):
+    """IoU of the silhouettes of candidate poses with each image's reference.
 
-    Images that are not ``active`` get all faces masked: they cost the rasterizer almost
-    nothing (no chunks) and their IoU, meaningless, is never used.
+    Args:
+      vertices, faces, face_mask: ``(N, V, 3)``, ``(N, F, 3)``, ``(N, F)`` per-image meshes,
+        or ``(V, 3)``, ``(F, 3)``, ``(F,)`` for one mesh shared by all images.
+      candidates: ``(M, N, 7)`` poses, M per image; frame_heights: ``(N,)``.
+      reference, valid_rows: ``(N, H, 300)`` masks; active: ``(N,)`` images still searching.
+
+    Returns:
+      ``(M, N)`` IoUs; 0 for inactive images (never used).
+
+    Only the candidates of active images are rendered: they are put first (a stable sort)
+    and a ``while_loop`` renders them ``slice_size`` at a time, so finished images cost
+    nothing, not even the rasterizer's per-image fixed costs.
     """
+    m, n = candidates.shape[:2]
+    total = m * n
+    padded = -(-total // slice_size) * slice_size
+    flat_active = jnp.broadcast_to(active, (m, n)).reshape(total)
+    order = jnp.argsort(~flat_active, stable=True).astype(jnp.int32)  # active candidates first
+    order = jnp.concatenate([order, jnp.full((padded - total,), total, jnp.int32)])  # `total`: an empty slot
+    poses = candidates.reshape(total, 7)
     height, width = reference.shape[-2:]
-    proj = camera.projection_matrix(camera.Pose.from_array(params), frame_heights.astype(params.dtype))
-    sil = raster.silhouette(vertices, faces, proj, height, width, face_mask=face_mask & active[:, None])
-    return mask_iou(sil, reference, valid_rows)
+
+    def body(carry):
+        start, ious = carry
+        idx = jax.lax.dynamic_slice(order, (start,), (slice_size,))
+        img = idx % n
+        live = (idx < total) & flat_active[jnp.minimum(idx, total - 1)]
+        proj = camera.projection_matrix(camera.Pose.from_array(poses[idx]), frame_heights[img].astype(poses.dtype))
+        # A zero projection puts every vertex on the camera plane: the slot draws nothing.
+        proj = jnp.where(live[:, None, None], proj, 0.0)
+        per_image = lambda x, nd: x[img] if x.ndim > nd else x  # noqa: E731
+        sil = raster.silhouette(per_image(vertices, 2), per_image(faces, 2), proj, height, width,
+                                face_mask=per_image(face_mask, 1))
+        iou = mask_iou(sil, reference[img], valid_rows[img])
+        return start + slice_size, ious.at[idx].set(iou, mode="drop")
+
+    n_live = jnp.sum(flat_active)
+    _, ious = jax.lax.while_loop(lambda c: c[0] < n_live, body, (jnp.int32(0), jnp.zeros((total,), jnp.float32)))
+    return jnp.where(flat_active, ious, 0.0).reshape(m, n)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -147,13 +184,17 @@ def _search(vertices, faces, face_mask, params, frame_heights, reference, *, con
     height = reference.shape[-2]
     valid_rows = (jnp.arange(height)[None, :, None] < frame_heights[:, None, None])
     reference = reference & valid_rows
-    face_mask = jnp.broadcast_to(face_mask, (n,) + face_mask.shape[-1:])
+    if vertices.ndim == 3 or faces.ndim == 3 or face_mask.ndim == 2:  # per-image meshes
+        vertices = jnp.broadcast_to(vertices, (n,) + vertices.shape[-2:])
+        faces = jnp.broadcast_to(faces, (n,) + faces.shape[-2:])
+        face_mask = jnp.broadcast_to(face_mask, (n,) + face_mask.shape[-1:])
 
-    def evaluate(p, active):
-        return _silhouette_iou(vertices, faces, face_mask, p, frame_heights, reference, valid_rows, active)
+    def evaluate(cands, active):  # (M, N, 7) -> (M, N)
+        return _candidate_ious(vertices, faces, face_mask, cands, frame_heights, reference, valid_rows, active,
+                               min(config.slice_size, cands.shape[0] * n))
 
     eps = jnp.asarray(config.steps, jnp.float32)
-    iou0 = evaluate(params, jnp.ones((n,), bool))
+    iou0 = evaluate(params[None], jnp.ones((n,), bool))[0]
     state = dict(
         params=params, iou=iou0, alpha=jnp.full((n,), config.alpha0, jnp.float32),
         changed=jnp.zeros((n,), bool), done=jnp.zeros((n,), bool),
@@ -183,7 +224,7 @@ def _search(vertices, faces, face_mask, params, frame_heights, reference, *, con
         delta = (s["alpha"] * eps[i])[:, None] * jax.nn.one_hot(i, 7, dtype=jnp.float32)[None, :]
         plus, minus = s["params"] + delta, s["params"] - delta
         active = ~s["done"]
-        iou_p, iou_m = evaluate(plus, active), evaluate(minus, active)
+        iou_p, iou_m = evaluate(jnp.stack([plus, minus]), active)
         take_plus = iou_p >= iou_m
         best_iou = jnp.where(take_plus, iou_p, iou_m)
         better = best_iou >= s["iou"] if config.schedule == "release" else best_iou > s["iou"]
@@ -205,7 +246,7 @@ def _search(vertices, faces, face_mask, params, frame_heights, reference, *, con
         delta = jnp.einsum("p,k,n->pkn", eps, signs, s["alpha"]).reshape(14, n)
         one_hot = jnp.repeat(jnp.eye(7, dtype=jnp.float32), 2, axis=0)  # (14, 7)
         cands = s["params"][None] + delta[:, :, None] * one_hot[:, None, :]
-        ious = jax.lax.map(lambda c: evaluate(c, ~s["done"]), cands)  # (14, N): N renders per move
+        ious = evaluate(cands, ~s["done"])  # (14, N)
         best = jnp.argmax(ious, axis=0)  # first maximum: earlier parameter, + before -
         best_iou = jnp.take_along_axis(ious, best[None], axis=0)[0]
         move = (best_iou > s["iou"]) & ~s["done"]
