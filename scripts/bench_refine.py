@@ -19,7 +19,8 @@ Methods, all in one process:
   batch is padded with copies of its last image; padding is timed, not counted), one row
   per schedule in ``--schedules`` and mesh in ``--max-faces`` (0 = full mesh, K = decimated
   to at most K faces by ``fgpose.mesh.load_mesh(max_faces=K)``; decimation time is excluded).
-  Compiled ahead of time first (compile time is reported separately), then timed.
+  Compiled ahead of time first (compile time is reported separately), then timed. Each
+  ``--coarse`` factor above 1 adds rows for the coarse-to-fine search (``SearchConfig.coarse``).
 
 Quality is always measured the same way: the **final IoU of every method is re-evaluated
 with the full-resolution mesh** (fgpose rasterizer) against the same reference, so a search
@@ -236,7 +237,7 @@ def run_baseline(args, full_mesh, starts, refs, subset, evaluate):
     return row, iou_full
 
 
-def run_jitted(args, mesh_path, full_mesh, max_faces, schedule, starts, refs, subset, evaluate, watch):
+def run_jitted(args, mesh_path, full_mesh, max_faces, schedule, coarse, starts, refs, subset, evaluate, watch):
     import jax.numpy as jnp  # noqa: PLC0415
 
     from fgpose import mesh as mesh_lib  # noqa: PLC0415
@@ -245,7 +246,8 @@ def run_jitted(args, mesh_path, full_mesh, max_faces, schedule, starts, refs, su
     t = time.perf_counter()
     m = full_mesh if max_faces == 0 else mesh_lib.load_mesh(mesh_path, max_faces=max_faces, cache_dir=False)
     decimate_s = time.perf_counter() - t
-    config = search.SearchConfig(schedule=schedule, max_sweeps=args.max_sweeps)
+    config = search.SearchConfig(schedule=schedule, max_sweeps=args.max_sweeps, coarse=coarse,
+                                 coarse_alpha=args.coarse_alpha)
     n, b = len(starts), min(args.batch, len(starts))
     heights = np.full(b, FRAME_HEIGHT, np.int32)
 
@@ -294,8 +296,9 @@ def run_jitted(args, mesh_path, full_mesh, max_faces, schedule, starts, refs, su
     }
     if compile_in_timed > 0.5:  # tiny eager helper compiles (~0.1 s) on a first call are expected
         log(f"warning: {compiles_in_timed} compile(s) ({compile_in_timed:.1f} s) happened inside the timed region")
-    row = summary_row("jitted", schedule, "fgpose.raster", m.num_faces, n, b, seconds, out["sweeps"], iou_full,
-                      out["initial_iou"], subset, extra)
+    label = schedule if coarse == 1 else f"{schedule}, coarse {coarse} (to alpha {args.coarse_alpha:g})"
+    row = summary_row("jitted", label, "fgpose.raster", m.num_faces, n, b, seconds, out["sweeps"], iou_full,
+                      out["initial_iou"], subset, {**extra, "coarse": coarse, "coarse_alpha": args.coarse_alpha})
     return row
 
 
@@ -344,15 +347,23 @@ def main(argv=None) -> int:
     ap.add_argument("--max-faces", type=parse_int_list, default=None,
                     help="search meshes: 0 = full, K = decimated to <= K faces (default 0,5000,2000)")
     ap.add_argument("--max-sweeps", type=int, default=50, help="bound on sweeps per image (default 50)")
+    ap.add_argument("--coarse", type=parse_int_list, default=None,
+                    help="jitted coarse-to-fine factors, comma-separated; 1 = plain search (default 1,2)")
+    ap.add_argument("--coarse-alpha", type=float, default=None,
+                    help="alpha at which a coarse search hands over to the full frame (default: SearchConfig's)")
     ap.add_argument("--json", default="out/bench_refine.json", help="output JSON (default out/bench_refine.json)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 12 images, 2 baseline images, schedule paper, meshes 0,2000 (explicit options win)")
     args = ap.parse_args(argv)
-    quick = dict(images=12, baseline_images=2, batch=12, schedules="paper", max_faces=[0, 2000])
-    full = dict(images=85, baseline_images=8, batch=85, schedules="paper,parallel", max_faces=[0, 5000, 2000])
+    quick = dict(images=12, baseline_images=2, batch=12, schedules="paper", max_faces=[0, 2000], coarse=[1, 2])
+    full = dict(images=85, baseline_images=8, batch=85, schedules="paper,parallel", max_faces=[0, 5000], coarse=[1, 2])
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if args.coarse_alpha is None:
+        from fgpose.refine.search import SearchConfig  # noqa: PLC0415
+
+        args.coarse_alpha = SearchConfig.coarse_alpha
 
     root = resolve_release_dir(args.release_dir)
     mesh_path = root / "CAD" / "02958343" / MODEL_ID / "model.obj"
@@ -397,11 +408,14 @@ def main(argv=None) -> int:
         rows.append(base)
         log(f"baseline: {base['s_per_image']:.2f} s/image, mean IoU {base['mean_iou']:.4f}")
     for schedule in schedules:
-        for k in args.max_faces:
-            log(f"jitted {schedule}, {'full mesh' if k == 0 else f'<= {k} faces'} ...")
-            row = run_jitted(args, mesh_path, full_mesh, k, schedule, starts, refs, subset, evaluate, watch)
-            rows.append(row)
-            log(f"  {row['images_per_s']:.2f} images/s, compile {row['compile_s']:.1f} s, mean IoU {row['mean_iou']:.4f}")
+        for coarse in args.coarse:
+            if coarse > 1 and schedule == "release":
+                continue  # no alpha schedule to hand over
+            for k in args.max_faces:
+                log(f"jitted {schedule}, coarse {coarse}, {'full mesh' if k == 0 else f'<= {k} faces'} ...")
+                row = run_jitted(args, mesh_path, full_mesh, k, schedule, coarse, starts, refs, subset, evaluate, watch)
+                rows.append(row)
+                log(f"  {row['images_per_s']:.2f} images/s, compile {row['compile_s']:.1f} s, mean IoU {row['mean_iou']:.4f}")
 
     verdicts = []
     for r in rows:

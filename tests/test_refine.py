@@ -43,9 +43,10 @@ def _distance(p, q, steps):
     return (d / np.asarray(steps)).sum(1)
 
 
-def test_refines_v1_towards_v2_on_real_car(car_case):
+@pytest.mark.parametrize("coarse", [1, 2])
+def test_refines_v1_towards_v2_on_real_car(car_case, coarse):
     car, search_mesh, v1, v2, ref = car_case
-    cfg = SearchConfig(schedule="paper")
+    cfg = SearchConfig(schedule="paper", coarse=coarse, coarse_alpha=0.125)
     out = refine(search_mesh.vertices, search_mesh.faces, v1, ref, np.full(85, 200), config=cfg)
     # The IoU the search reports is that of its own (decimated) silhouette at its final pose
     # (to a couple of pixels: a centre on an edge may round either way in another fusion).
@@ -61,6 +62,31 @@ def test_refines_v1_towards_v2_on_real_car(car_case):
     assert np.median(full) >= 0.97, np.median(full)
     closer = _distance(out.poses, v2, cfg.steps) < _distance(v1, v2, cfg.steps)
     assert closer.mean() > 0.8, closer.mean()
+
+
+def test_coarse_pass_scores_the_subsampled_frame(car_case):
+    """The coarse pass renders pixel (i, j) as pixel (2i, 2j) of the frame: its IoU is that of
+    the full-resolution silhouette and reference subsampled (up to centres on an edge)."""
+    import jax.numpy as jnp
+
+    from fgpose.refine.search import _candidate_ious
+
+    car, search_mesh, v1, _, ref = car_case
+    idx = np.arange(0, 85, 9)
+    heights = np.full(len(idx), 200)
+    proj = camera.projection_matrix(camera.Pose.from_array(v1[idx]), 200)
+    full = np.asarray(raster.silhouette(search_mesh.vertices, search_mesh.faces, proj, 200, 300))
+    expected = np.asarray(mask_iou(full[:, ::2, ::2], ref[idx, ::2, ::2]))
+    valid = np.ones((len(idx), 100, 1), bool)
+    active = np.arange(len(idx)) % 3 > 0  # inactive images score 0 and are not rendered
+    got = np.asarray(_candidate_ious(
+        jnp.asarray(search_mesh.vertices), jnp.asarray(search_mesh.faces), jnp.ones(search_mesh.num_faces, bool),
+        jnp.asarray(v1[idx][None]), jnp.asarray(heights), jnp.asarray(ref[idx, ::2, ::2]), jnp.asarray(valid),
+        jnp.asarray(active), 4, 2))[0]
+    np.testing.assert_allclose(got[active], expected[active], atol=2e-3)
+    assert np.all(got[~active] == 0) and np.all(expected[active] > 0.5)
+    # ... and it differs from the full frame's IoU (so the test sees the subsampling).
+    assert np.max(np.abs(expected - np.asarray(mask_iou(full, ref[idx])))) > 1e-3
 
 
 def _noisy(masks, kind, seed=0):

@@ -213,6 +213,8 @@ def test_bad_arguments(tmp_path, capsys):
         (["--steps", "1", "2"], "--steps"),
         (["--steps", "1", "1", "1", "1", "1", "1", "-1"], "steps must be 7 positive"),
         (["--max-sweeps", "x"], "--max-sweeps"),
+        (["--coarse", "2", "--schedule", "release"], "coarse-to-fine search needs an alpha schedule"),
+        (["--coarse", "2", "--coarse-alpha", "2"], "coarse_alpha must lie in"),
         (["--images", str(tmp_path / "nope")], "is not a directory"),
         (["--out", str(tmp_path / "a.pkl")], "must not overwrite"),
     ]:

@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once alpha is halved below this (paper, parallel; default %(default)s)")
     s.add_argument("--max-sweeps", type=_positive_int, default=search.SearchConfig.max_sweeps,
                    help="bound on sweeps per image (default %(default)s)")
+    s.add_argument("--coarse", type=_positive_int, default=search.SearchConfig.coarse,
+                   help="coarse-to-fine: search first on every COARSE-th row and column of the frame, then on all "
+                        "of it (paper, parallel; 1 = off; default %(default)s)")
+    s.add_argument("--coarse-alpha", type=_positive_float, default=search.SearchConfig.coarse_alpha,
+                   help="alpha at which the coarse search hands over to the full frame (default %(default)s)")
     s.add_argument("--max-faces", type=_positive_int,
                    help="decimate meshes to at most this many faces for the search (default: full meshes)")
     r = p.add_argument_group("run")
@@ -317,7 +322,7 @@ def partial_path(out: pathlib.Path) -> pathlib.Path:
 def _settings(args, config: search.SearchConfig) -> dict:
     return {"annotations": str(args.annotations.resolve()), "schedule": config.schedule, "steps": list(config.steps),
             "alpha0": config.alpha0, "alpha_min": config.alpha_min, "max_sweeps": config.max_sweeps,
-            "max_faces": args.max_faces}
+            "coarse": config.coarse, "coarse_alpha": config.coarse_alpha, "max_faces": args.max_faces}
 
 
 class PartialFile:
@@ -561,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = search.SearchConfig(schedule=args.schedule, steps=tuple(args.steps), alpha0=args.alpha0,
-                                     alpha_min=args.alpha_min, max_sweeps=args.max_sweeps)
+                                     alpha_min=args.alpha_min, max_sweeps=args.max_sweeps, coarse=args.coarse,
+                                     coarse_alpha=args.coarse_alpha)
     except ValueError as err:
         parser.error(str(err))
     for name in ("images", "masks", "cad"):

@@ -20,7 +20,12 @@ parameters in the order a, e, theta, d, f, u, v (``fgpose.camera.POSE_FIELDS``):
 
 Every image has its own (padded) mesh, pose, reference mask and frame height; the whole
 search runs inside one ``lax.while_loop`` with per-image convergence (finished images stop
-changing while the others go on), bounded by ``max_sweeps``.
+changing, and are no longer rendered, while the others go on), bounded by ``max_sweeps``.
+
+``SearchConfig.coarse`` > 1 runs ``paper`` or ``parallel`` coarse to fine: first on every
+``coarse``-th row and column of the frame (the same pixel rays), then on the whole frame
+from ``coarse_alpha`` down. Faster at the same final IoU, but not the published loop
+step for step.
 """
 
 from __future__ import annotations
@@ -54,6 +59,13 @@ class SearchConfig:
       max_sweeps: bound on sweeps per image (a ``parallel`` step counts as a sweep).
       slice_size: candidate poses rendered per rasterizer call (only those of images still
         searching are rendered); it trades per-call overhead against wasted slots.
+      coarse: 1, or a coarse-to-fine search: the schedule first runs on every ``coarse``-th
+        row and column of the frame (the same pixel rays, ``coarse**2`` times fewer pixels)
+        from ``alpha0`` until alpha falls below ``coarse_alpha``, then on the whole frame from
+        ``coarse_alpha`` down to ``alpha_min``. Sweeps and moves add up over both passes and
+        the history holds the coarse pass's steps, then the fine pass's; ``max_sweeps``
+        bounds each pass. Not for ``release`` (it has no alpha schedule).
+      coarse_alpha: the alpha at which the full-frame pass takes over.
     """
 
     schedule: str = "paper"
@@ -62,6 +74,8 @@ class SearchConfig:
     alpha_min: float = 0.125
     max_sweeps: int = 50
     slice_size: int = 32
+    coarse: int = 1
+    coarse_alpha: float = 0.25
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -75,6 +89,13 @@ class SearchConfig:
             raise ValueError(f"max_sweeps must be at least 1, got {self.max_sweeps}")
         if self.slice_size < 1:
             raise ValueError(f"slice_size must be at least 1, got {self.slice_size}")
+        if self.coarse < 1:
+            raise ValueError(f"coarse must be at least 1, got {self.coarse}")
+        if self.coarse > 1 and self.schedule == "release":
+            raise ValueError("coarse-to-fine search needs an alpha schedule: use 'paper' or 'parallel', not 'release'")
+        if self.coarse > 1 and not self.alpha_min <= self.coarse_alpha <= self.alpha0:
+            raise ValueError(f"coarse_alpha must lie in [alpha_min, alpha0] = [{self.alpha_min}, {self.alpha0}], "
+                             f"got {self.coarse_alpha}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +155,8 @@ def mask_iou(a: jax.Array, b: jax.Array, valid: jax.Array | None = None) -> jax.
     return jnp.where(union > 0, inter / jnp.maximum(union, 1), 0.0).astype(jnp.float32)
 
 
-def _candidate_ious(vertices, faces, face_mask, candidates, frame_heights, reference, valid_rows, active, slice_size):
+def _candidate_ious(vertices, faces, face_mask, candidates, frame_heights, reference, valid_rows, active, slice_size,
+                    subsample=1):
     """IoU of the silhouettes of candidate poses with each image's reference.
 
     Args:
@@ -142,6 +164,9 @@ def _candidate_ious(vertices, faces, face_mask, candidates, frame_heights, refer
         or ``(V, 3)``, ``(F, 3)``, ``(F,)`` for one mesh shared by all images.
       candidates: ``(M, N, 7)`` poses, M per image; frame_heights: ``(N,)``.
       reference, valid_rows: ``(N, H, 300)`` masks; active: ``(N,)`` images still searching.
+      subsample: render only every ``subsample``-th row and column of the annotation frame
+        (pixel ``(i, j)`` of the render is pixel ``(s i, s j)`` of the frame, the same ray);
+        ``reference`` and ``valid_rows`` are then the frame's masks subsampled likewise.
 
     Returns:
       ``(M, N)`` IoUs; 0 for inactive images (never used).
@@ -165,6 +190,10 @@ def _candidate_ious(vertices, faces, face_mask, candidates, frame_heights, refer
         img = idx % n
         live = (idx < total) & flat_active[jnp.minimum(idx, total - 1)]
         proj = camera.projection_matrix(camera.Pose.from_array(poses[idx]), frame_heights[img].astype(poses.dtype))
+        if subsample > 1:  # frame pixel centre X = s x + 0.5 <-> subsampled centre x + 0.5
+            shift = 0.5 - 0.5 / subsample
+            to_sub = jnp.array([[1 / subsample, 0, shift], [0, 1 / subsample, shift], [0, 0, 1]], proj.dtype)
+            proj = jnp.einsum("ij,bjk->bik", to_sub, proj, precision=jax.lax.Precision.HIGHEST)
         # A zero projection puts every vertex on the camera plane: the slot draws nothing.
         proj = jnp.where(live[:, None, None], proj, 0.0)
         per_image = lambda x, nd: x[img] if x.ndim > nd else x  # noqa: E731
@@ -189,14 +218,39 @@ def _search(vertices, faces, face_mask, params, frame_heights, reference, *, con
         faces = jnp.broadcast_to(faces, (n,) + faces.shape[-2:])
         face_mask = jnp.broadcast_to(face_mask, (n,) + face_mask.shape[-1:])
 
-    def evaluate(cands, active):  # (M, N, 7) -> (M, N)
-        return _candidate_ious(vertices, faces, face_mask, cands, frame_heights, reference, valid_rows, active,
-                               min(config.slice_size, cands.shape[0] * n))
+    def evaluator(sub):
+        def evaluate(cands, active):  # (M, N, 7) -> (M, N)
+            return _candidate_ious(vertices, faces, face_mask, cands, frame_heights, reference[:, ::sub, ::sub],
+                                   valid_rows[:, ::sub], active, min(config.slice_size, cands.shape[0] * n), sub)
+        return evaluate
 
+    full = evaluator(1)
+    iou0 = full(params[None], jnp.ones((n,), bool))[0]
+    if config.coarse == 1:
+        out = _greedy(full, params, iou0, config.alpha0, config.alpha_min, config)
+        return out["params"], out["iou"], iou0, out["sweeps"], out["moves"], out["alpha"], out["history"]
+    # Coarse to fine: the same schedule on every `coarse`-th pixel down to coarse_alpha,
+    # then on the whole frame from there.
+    coarse = evaluator(config.coarse)
+    first = _greedy(coarse, params, coarse(params[None], jnp.ones((n,), bool))[0], config.alpha0,
+                    config.coarse_alpha, config)
+    iou1 = full(first["params"][None], jnp.ones((n,), bool))[0]
+    out = _greedy(full, first["params"], iou1, config.coarse_alpha, config.alpha_min, config)
+    return (out["params"], out["iou"], iou0, first["sweeps"] + out["sweeps"], first["moves"] + out["moves"],
+            out["alpha"], jnp.concatenate([first["history"], out["history"]], axis=1))
+
+
+def _greedy(evaluate, params, iou, alpha0, alpha_min, config):
+    """One greedy search (module docstring) from ``params`` (N, 7) with IoUs ``iou`` (N,).
+
+    ``evaluate(candidates (M, N, 7), active (N,)) -> (M, N)`` scores poses. Returns the final
+    state: params, iou, alpha, sweeps, moves and history (N, max_sweeps x 7, or x 1 for
+    ``parallel``).
+    """
+    n = params.shape[0]
     eps = jnp.asarray(config.steps, jnp.float32)
-    iou0 = evaluate(params[None], jnp.ones((n,), bool))[0]
     state = dict(
-        params=params, iou=iou0, alpha=jnp.full((n,), config.alpha0, jnp.float32),
+        params=params, iou=iou, alpha=jnp.full((n,), alpha0, jnp.float32),
         changed=jnp.zeros((n,), bool), done=jnp.zeros((n,), bool),
         sweeps=jnp.zeros((n,), jnp.int32), moves=jnp.zeros((n,), jnp.int32), param=jnp.int32(0),
         step=jnp.int32(0),
@@ -215,7 +269,7 @@ def _search(vertices, faces, face_mask, params, frame_heights, reference, *, con
         else:
             halve = active & ~improved_somewhere
             alpha = jnp.where(halve, s["alpha"] * 0.5, s["alpha"])
-            finished = halve & (alpha < config.alpha_min)
+            finished = halve & (alpha < alpha_min)
         done = s["done"] | (active & (finished | (sweeps >= config.max_sweeps)))
         return dict(s, sweeps=sweeps, alpha=alpha, done=done, changed=jnp.zeros_like(s["changed"]))
 
@@ -258,8 +312,7 @@ def _search(vertices, faces, face_mask, params, frame_heights, reference, *, con
         return end_of_sweep(s, move)
 
     step = parallel_step if config.schedule == "parallel" else sequential_step
-    final = jax.lax.while_loop(lambda s: ~jnp.all(s["done"]), step, state)
-    return final["params"], final["iou"], iou0, final["sweeps"], final["moves"], final["alpha"], final["history"]
+    return jax.lax.while_loop(lambda s: ~jnp.all(s["done"]), step, state)
 
 
 def refine(
