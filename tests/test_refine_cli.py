@@ -121,6 +121,20 @@ def test_refines_towards_v2(dataset, full_run, capsys):
     assert not (out.parent / (out.name + cli.PARTIAL_SUFFIX)).exists()
 
 
+def test_coarse_to_fine_with_its_own_mesh(dataset, mesh_cache, tmp_path):
+    """--coarse 2 with --coarse-max-faces: the coarse pass gets a mesh decimated separately
+    (one more load per model) and the result is as good as the plain search's."""
+    out = tmp_path / "coarse.pkl"
+    rc = cli.main(dataset["base"] + FAST + ["--coarse", "2", "--coarse-max-faces", "1500", "--out", str(out),
+                                            "--json", str(out.with_suffix(".json"))])
+    assert rc == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    summary = report["summary"]
+    assert summary["refined"] == N_GOOD and summary["mesh_loads"] == 2
+    assert summary["mean_iou_after"] >= 0.95 and summary["mean_iou_after"] > summary["mean_iou_before"]
+    assert summary["settings"]["coarse"] == 2 and summary["settings"]["coarse_max_faces"] == 1500
+
+
 def test_overlays(dataset, full_run):
     overlays = full_run["out"].parent / "overlays"
     for key in dataset["good"]:

@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "of it (paper, parallel; 1 = off; default %(default)s)")
     s.add_argument("--coarse-alpha", type=_positive_float, default=search.SearchConfig.coarse_alpha,
                    help="alpha at which the coarse search hands over to the full frame (default %(default)s)")
+    s.add_argument("--coarse-max-faces", type=_positive_int,
+                   help="decimate meshes to at most this many faces for the coarse pass (default: the search meshes)")
     s.add_argument("--max-faces", type=_positive_int,
                    help="decimate meshes to at most this many faces for the search (default: full meshes)")
     r = p.add_argument_group("run")
@@ -288,25 +290,35 @@ def scan(table: dict[str, anno_lib.Annotation], args) -> tuple[list[Item], dict[
 class MeshStore:
     """Loads each model once (a small LRU; images come sorted by model) and remembers failures."""
 
-    def __init__(self, max_faces: int | None):
+    def __init__(self, max_faces: int | None, coarse_max_faces: int | None = None):
         self.max_faces = max_faces
-        self.meshes: collections.OrderedDict[pathlib.Path, mesh_lib.Mesh] = collections.OrderedDict()
+        self.coarse_max_faces = coarse_max_faces
+        self.meshes: collections.OrderedDict[tuple, mesh_lib.Mesh] = collections.OrderedDict()
         self.failed: dict[pathlib.Path, str] = {}
         self.loads = 0
 
     def get(self, path: pathlib.Path) -> mesh_lib.Mesh:
+        """The search mesh (decimated to ``max_faces`` if set)."""
+        return self._get(path, self.max_faces)
+
+    def get_coarse(self, path: pathlib.Path) -> mesh_lib.Mesh | None:
+        """The coarse pass's mesh (decimated to ``coarse_max_faces``), or None if not set."""
+        return None if self.coarse_max_faces is None else self._get(path, self.coarse_max_faces)
+
+    def _get(self, path: pathlib.Path, max_faces: int | None) -> mesh_lib.Mesh:
         if path in self.failed:
             raise ValueError(self.failed[path])
-        if path in self.meshes:
-            self.meshes.move_to_end(path)
-            return self.meshes[path]
+        key = (path, max_faces)
+        if key in self.meshes:
+            self.meshes.move_to_end(key)
+            return self.meshes[key]
         self.loads += 1
         try:
-            m = mesh_lib.load_mesh(path, max_faces=self.max_faces)
+            m = mesh_lib.load_mesh(path, max_faces=max_faces)
         except Exception as err:  # noqa: BLE001 - any parse failure skips the images of that model
             self.failed[path] = f"{path}: {type(err).__name__}: {err}"
             raise ValueError(self.failed[path]) from None
-        self.meshes[path] = m
+        self.meshes[key] = m
         while len(self.meshes) > MESH_LRU:
             self.meshes.popitem(last=False)
         return m
@@ -322,7 +334,8 @@ def partial_path(out: pathlib.Path) -> pathlib.Path:
 def _settings(args, config: search.SearchConfig) -> dict:
     return {"annotations": str(args.annotations.resolve()), "schedule": config.schedule, "steps": list(config.steps),
             "alpha0": config.alpha0, "alpha_min": config.alpha_min, "max_sweeps": config.max_sweeps,
-            "coarse": config.coarse, "coarse_alpha": config.coarse_alpha, "max_faces": args.max_faces}
+            "coarse": config.coarse, "coarse_alpha": config.coarse_alpha, "max_faces": args.max_faces,
+            "coarse_max_faces": args.coarse_max_faces if config.coarse > 1 else None}
 
 
 class PartialFile:
@@ -407,6 +420,7 @@ class Ready:
     item: Item
     mesh: mesh_lib.Mesh
     reference: np.ndarray  # (frame_height, 300) bool
+    coarse_mesh: mesh_lib.Mesh | None = None  # the coarse pass's mesh, if decimated separately
 
 
 def ready_batches(items: list[Item], batch_size: int, meshes: MeshStore,
@@ -416,6 +430,7 @@ def ready_batches(items: list[Item], batch_size: int, meshes: MeshStore,
     for it in items:
         try:
             mesh = meshes.get(it.mesh_path)
+            coarse_mesh = meshes.get_coarse(it.mesh_path)
         except ValueError as err:
             skipped[it.key] = ("mesh unreadable", str(err))
             on_skip(it)
@@ -430,7 +445,7 @@ def ready_batches(items: list[Item], batch_size: int, meshes: MeshStore,
             skipped[it.key] = ("mask empty", f"{it.mask}: no foreground in the annotation frame")
             on_skip(it)
             continue
-        batch.append(Ready(it, mesh, ref))
+        batch.append(Ready(it, mesh, ref, coarse_mesh))
         if len(batch) == batch_size:
             yield batch
             batch = []
@@ -439,17 +454,22 @@ def ready_batches(items: list[Item], batch_size: int, meshes: MeshStore,
 
 
 def _pack(batch: list[Ready], batch_size: int):
-    """Padded arrays for one search call (the batch filled to ``batch_size`` with its last image)."""
+    """Padded arrays for one search call (the batch filled to ``batch_size`` with its last image):
+    packed meshes, poses, references, frame heights, and the packed coarse meshes or None."""
     padded = batch + [batch[-1]] * (batch_size - len(batch))
-    packed = mesh_lib.pack_meshes([r.mesh for r in padded],
-                                  max_vertices=_bucket(max(r.mesh.num_vertices for r in padded)),
-                                  max_faces=_bucket(max(r.mesh.num_faces for r in padded)))
+
+    def pack(meshes):
+        return mesh_lib.pack_meshes(meshes, max_vertices=_bucket(max(m.num_vertices for m in meshes)),
+                                    max_faces=_bucket(max(m.num_faces for m in meshes)))
+
+    packed = pack([r.mesh for r in padded])
+    coarse = None if padded[0].coarse_mesh is None else pack([r.coarse_mesh for r in padded])
     heights = np.array([r.item.frame_height for r in padded], np.int32)
     refs = np.zeros((len(padded), _round_up(int(heights.max()), HEIGHT_MULTIPLE), camera.ANNOTATION_WIDTH), bool)
     for i, r in enumerate(padded):
         refs[i, : r.item.frame_height] = r.reference
     poses = np.array([[getattr(r.item.ann, k) for k in camera.POSE_FIELDS] for r in padded], np.float64)
-    return packed, poses, refs, heights
+    return packed, poses, refs, heights, coarse
 
 
 def refined_record(ann: anno_lib.Annotation, params32: np.ndarray) -> dict:
@@ -600,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
 
     items, skipped = scan({k: a for k, a in table.items() if k not in done}, args)
     items.sort(key=lambda it: (it.ann.model_id, it.frame_height, it.key))
-    meshes = MeshStore(args.max_faces)
+    meshes = MeshStore(args.max_faces, args.coarse_max_faces if config.coarse > 1 else None)
     overlay_problems: list[str] = []
     partial.start(settings)
 
@@ -615,9 +635,10 @@ def main(argv: list[str] | None = None) -> int:
     refined_now = 0
     try:
         for batch in ready_batches(items, args.batch_size, meshes, skipped, on_skip):
-            packed, poses, refs, heights = _pack(batch, args.batch_size)
+            packed, poses, refs, heights, coarse = _pack(batch, args.batch_size)
             t0 = time.perf_counter()
             res = search.refine(packed.vertices, packed.faces, poses, refs, heights, face_mask=packed.face_mask,
+                                coarse_mesh=None if coarse is None else (coarse.vertices, coarse.faces, coarse.face_mask),
                                 config=config)
             seconds += time.perf_counter() - t0
             results = []

@@ -208,30 +208,33 @@ def _candidate_ious(vertices, faces, face_mask, candidates, frame_heights, refer
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
-def _search(vertices, faces, face_mask, params, frame_heights, reference, *, config: SearchConfig):
+def _search(vertices, faces, face_mask, params, frame_heights, reference, coarse_mesh=None, *, config: SearchConfig):
     n = params.shape[0]
     height = reference.shape[-2]
     valid_rows = (jnp.arange(height)[None, :, None] < frame_heights[:, None, None])
     reference = reference & valid_rows
-    if vertices.ndim == 3 or faces.ndim == 3 or face_mask.ndim == 2:  # per-image meshes
-        vertices = jnp.broadcast_to(vertices, (n,) + vertices.shape[-2:])
-        faces = jnp.broadcast_to(faces, (n,) + faces.shape[-2:])
-        face_mask = jnp.broadcast_to(face_mask, (n,) + face_mask.shape[-1:])
 
-    def evaluator(sub):
+    def per_image(v, f, fm):
+        if v.ndim == 3 or f.ndim == 3 or fm.ndim == 2:  # per-image meshes
+            return (jnp.broadcast_to(v, (n,) + v.shape[-2:]), jnp.broadcast_to(f, (n,) + f.shape[-2:]),
+                    jnp.broadcast_to(fm, (n,) + fm.shape[-1:]))
+        return v, f, fm
+
+    def evaluator(sub, mesh):
         def evaluate(cands, active):  # (M, N, 7) -> (M, N)
-            return _candidate_ious(vertices, faces, face_mask, cands, frame_heights, reference[:, ::sub, ::sub],
-                                   valid_rows[:, ::sub], active, min(config.slice_size, cands.shape[0] * n), sub)
+            return _candidate_ious(*mesh, cands, frame_heights, reference[:, ::sub, ::sub], valid_rows[:, ::sub],
+                                   active, min(config.slice_size, cands.shape[0] * n), sub)
         return evaluate
 
-    full = evaluator(1)
+    mesh = per_image(vertices, faces, face_mask)
+    full = evaluator(1, mesh)
     iou0 = full(params[None], jnp.ones((n,), bool))[0]
     if config.coarse == 1:
         out = _greedy(full, params, iou0, config.alpha0, config.alpha_min, config)
         return out["params"], out["iou"], iou0, out["sweeps"], out["moves"], out["alpha"], out["history"]
     # Coarse to fine: the same schedule on every `coarse`-th pixel down to coarse_alpha,
     # then on the whole frame from there.
-    coarse = evaluator(config.coarse)
+    coarse = evaluator(config.coarse, mesh if coarse_mesh is None else per_image(*coarse_mesh))
     first = _greedy(coarse, params, coarse(params[None], jnp.ones((n,), bool))[0], config.alpha0,
                     config.coarse_alpha, config)
     iou1 = full(first["params"][None], jnp.ones((n,), bool))[0]
@@ -323,6 +326,7 @@ def refine(
     frame_heights,
     *,
     face_mask=None,
+    coarse_mesh=None,
     config: SearchConfig = SearchConfig(),
 ) -> RefineResult:
     """Refines a batch of annotations.
@@ -336,6 +340,9 @@ def refine(
         padded to a common height ``H >= max(frame_heights)`` (rows beyond an image's own
         frame height are ignored).
       frame_heights: ``(N,)`` int, ``int(H_photo * 300 / W_photo)`` per image.
+      coarse_mesh: optional ``(vertices, faces, face_mask)`` (shapes as above, ``face_mask``
+        may be None) for the coarse pass of a coarse-to-fine search, e.g. the meshes
+        decimated further; default: the search meshes.
       config: the schedule and its parameters.
 
     Returns:
@@ -359,5 +366,9 @@ def refine(
     tris = jnp.asarray(faces, jnp.int32)
     if face_mask is None:
         face_mask = jnp.ones(tris.shape[:-1], bool)
-    out = _search(verts, tris, jnp.asarray(face_mask, bool), params, heights, ref, config=config)
+    if coarse_mesh is not None:
+        cv, cf, cm = coarse_mesh
+        cv, cf = jnp.asarray(cv, jnp.float32), jnp.asarray(cf, jnp.int32)
+        coarse_mesh = (cv, cf, jnp.ones(cf.shape[:-1], bool) if cm is None else jnp.asarray(cm, bool))
+    out = _search(verts, tris, jnp.asarray(face_mask, bool), params, heights, ref, coarse_mesh, config=config)
     return RefineResult(*(np.asarray(x) for x in out))
