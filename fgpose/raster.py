@@ -13,14 +13,15 @@ Method (all jit-compiled, static shapes, batched over images):
 2. **Binning by screen-space extent**: every triangle is expanded into the ``tile x tile``
    pixel tiles its bounding box overlaps (a triangle with a vertex behind the near plane
    conservatively covers the whole image). This set-up runs one image at a time in a
-   ``lax.map`` that outputs one packed int32 per triangle (first tile, tiles per row, rows),
-   so it is computed once rather than inside each of its consumers. The expanded (triangle, tile) list has a
-   data-dependent length; a ``lax.while_loop`` walks it in fixed-size blocks. Chunk ``j``'s
-   triangle comes from a map built once (scatter-max of triangle ids at their prefix-sum
-   starts, then a running max), with a binary search past the map's static capacity. Only
-   pixels in a triangle's bounding-box tiles are ever tested. Each chunk re-derives its
-   triangle from two small tables (model-space corners per mesh, P per image), with the
-   tile's corner as screen origin for precision.
+   ``lax.map`` whose outputs are materialised once (XLA would otherwise recompute it inside
+   each consumer): per triangle, one packed int32 (first tile, tiles per row, rows) and its
+   corners in homogeneous pixel coordinates (9 floats). The expanded (triangle, tile) list
+   has a data-dependent length; a ``lax.while_loop`` walks it in fixed-size blocks. Chunk
+   ``j``'s triangle comes from a map built once (scatter-max of triangle ids at their
+   prefix-sum starts, then a running max), with a binary search past the map's static
+   capacity. Only pixels in a triangle's bounding-box tiles are ever tested. Each chunk
+   gathers its triangle's 9 homogeneous coordinates and takes the tile's corner as screen
+   origin (for precision) before the pixel tests.
 3. **Z-buffer by scatter-min** of an int32 key ``quantised_depth << face_bits | face_id``
    over whole tiles (one windowed scatter per chunk). Depth is quantised over each image's
    visible depth range into ``2**min(31 - face_bits, 22)`` levels, so only faces closer than
@@ -183,14 +184,9 @@ def _render_batch(
     # the quantised depth is exact in float32 (a rounded-up 2**31 would wrap negative).
     qmax = (1 << min(31 - fbits, 22)) - 1
     geom = dict(height=height, width=width, near=near)
-    # Two small tables that chunks gather from to redo their triangle's screen set-up, which
-    # is cheaper than materialising it per (image, triangle).
-    corner_table = corners.reshape(mesh_batch * num_faces, 9)
-    proj_table = projection.reshape(batch, 12)
-
     # Set-up of every (image, triangle), one image at a time: `lax.map` materialises its
-    # packed tiles once (XLA would otherwise recompute the float set-up inside each
-    # consumer: the prefix sum, the starts, the chunk map, the loop's gathers).
+    # packed tiles and homogeneous corners once (XLA would otherwise recompute the float
+    # set-up inside each consumer: the prefix sum, the starts, the chunk map, the loop).
     def setup(args):
         p, c, fmask = args if mesh_batch > 1 else (args, corners[0], face_mask[0])  # (3, 4), (F, 3, 3), (F,)
         t = _triangle([c[:, i // 3, i % 3] for i in range(9)], [p[i // 4, i % 4] for i in range(12)], **geom)
@@ -206,9 +202,11 @@ def _render_batch(
         w_vis = jnp.stack([jnp.where(valid & (wk > near), wk, jnp.nan) for wk in t["w"]])
         w_lo = jnp.where(jnp.any(valid & ~t["all_front"]), near, jnp.nan_to_num(jnp.nanmin(w_vis), nan=near))
         w_hi = jnp.nan_to_num(jnp.nanmax(w_vis), nan=near + 1.0)
-        return packed, w_lo, w_hi
+        xh, yh, w = _homogeneous([c[:, i // 3, i % 3] for i in range(9)], [p[i // 4, i % 4] for i in range(12)])
+        return packed, w_lo, w_hi, jnp.stack([*xh, *yh, *w], -1)
 
-    tiles, w_lo, w_hi = jax.lax.map(setup, (projection, corners, face_mask) if mesh_batch > 1 else projection)
+    tiles, w_lo, w_hi, hom = jax.lax.map(setup, (projection, corners, face_mask) if mesh_batch > 1 else projection)
+    hom = hom.reshape(n_tri, 9)
     tiles = tiles.reshape(n_tri)
     counts = ((tiles >> (bx + by)) & ((1 << bx) - 1)) * (tiles >> (2 * bx + by))
     # Prefix sums and maxima by lax.associative_scan: 2-3x faster on CPU than jnp.cumsum and
@@ -248,11 +246,10 @@ def _render_batch(
         ty_local = local // per_row
         tx = (packed & ((1 << bx) - 1)) + local - ty_local * per_row
         ty = ((packed >> bx) & ((1 << by) - 1)) + ty_local
-        # The triangle, from the tables, with the tile's corner as screen origin.
+        # The triangle's homogeneous corners, with the tile's corner as screen origin.
         # Transposed once: slicing the columns of (C, 9) one by one costs a pass each.
-        c = jnp.take(corner_table, (img if mesh_batch > 1 else 0) * num_faces + face, axis=0, mode="clip").T
-        p = jnp.take(proj_table, img, axis=0, mode="clip").T
-        xh, yh, w = _homogeneous(list(c), list(p))
+        h = jnp.take(hom, tri, axis=0, mode="clip").T
+        xh, yh, w = list(h[0:3]), list(h[3:6]), list(h[6:9])
         adj, det = _adjugate(xh, yh, w, (tx * k).astype(jnp.float32), (ty * k).astype(jnp.float32))
         lx, ly = off[None, None, :], off[None, :, None]
         alpha = [adj[3 * r][:, None, None] * lx + adj[3 * r + 1][:, None, None] * ly + adj[3 * r + 2][:, None, None] for r in range(3)]
