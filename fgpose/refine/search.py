@@ -221,9 +221,11 @@ def _search(vertices, faces, face_mask, params, frame_heights, reference, coarse
         return v, f, fm
 
     def evaluator(sub, mesh):
+        ref_sub, rows_sub = reference[:, ::sub, ::sub], valid_rows[:, ::sub]  # once, outside the loops
+
         def evaluate(cands, active):  # (M, N, 7) -> (M, N)
-            return _candidate_ious(*mesh, cands, frame_heights, reference[:, ::sub, ::sub], valid_rows[:, ::sub],
-                                   active, min(config.slice_size, cands.shape[0] * n), sub)
+            return _candidate_ious(*mesh, cands, frame_heights, ref_sub, rows_sub, active,
+                                   min(config.slice_size, cands.shape[0] * n), sub)
         return evaluate
 
     mesh = per_image(vertices, faces, face_mask)
