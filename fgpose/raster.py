@@ -125,7 +125,8 @@ def _triangle(corners, proj, *, height: int, width: int, near: float) -> dict:
     Returns:
       dict with ``x_lo, x_hi, y_lo, y_hi`` (range of pixel indices whose centres the
       projected box covers, clipped to the image), ``ok`` (a corner is in front of the near
-      plane and the box is not empty), ``w`` (3 corner depths), ``all_front``.
+      plane and the box is not empty), ``xh``, ``yh``, ``w`` (3 arrays each: the corners'
+      homogeneous pixel coordinates; ``w`` is the depth), ``all_front``.
     """
     xh, yh, w = _homogeneous(corners, proj)
     front = [wk > near for wk in w]
@@ -145,7 +146,7 @@ def _triangle(corners, proj, *, height: int, width: int, near: float) -> dict:
     # Degenerate triangles (det M = 0) are not filtered here: their chunks cover nothing
     # (alpha = 0 fails the sum(alpha) > 0 test), which is cheaper than a determinant for all.
     ok = any_front & (x_hi >= x_lo) & (y_hi >= y_lo)
-    return dict(x_lo=x_lo, x_hi=x_hi, y_lo=y_lo, y_hi=y_hi, ok=ok, w=w, all_front=all_front)
+    return dict(x_lo=x_lo, x_hi=x_hi, y_lo=y_lo, y_hi=y_hi, ok=ok, xh=xh, yh=yh, w=w, all_front=all_front)
 
 
 @functools.partial(
@@ -202,13 +203,12 @@ def _render_batch(
         w_vis = jnp.stack([jnp.where(valid & (wk > near), wk, jnp.nan) for wk in t["w"]])
         w_lo = jnp.where(jnp.any(valid & ~t["all_front"]), near, jnp.nan_to_num(jnp.nanmin(w_vis), nan=near))
         w_hi = jnp.nan_to_num(jnp.nanmax(w_vis), nan=near + 1.0)
-        xh, yh, w = _homogeneous([c[:, i // 3, i % 3] for i in range(9)], [p[i // 4, i % 4] for i in range(12)])
-        return packed, w_lo, w_hi, jnp.stack([*xh, *yh, *w], -1)
+        return packed, w_lo, w_hi, jnp.stack([*t["xh"], *t["yh"], *t["w"]], -1)
 
-    tiles, w_lo, w_hi, hom = jax.lax.map(setup, (projection, corners, face_mask) if mesh_batch > 1 else projection)
+    packed_tiles, w_lo, w_hi, hom = jax.lax.map(setup, (projection, corners, face_mask) if mesh_batch > 1 else projection)
     hom = hom.reshape(n_tri, 9)
-    tiles = tiles.reshape(n_tri)
-    counts = ((tiles >> (bx + by)) & ((1 << bx) - 1)) * (tiles >> (2 * bx + by))
+    packed_tiles = packed_tiles.reshape(n_tri)
+    counts = ((packed_tiles >> (bx + by)) & ((1 << bx) - 1)) * (packed_tiles >> (2 * bx + by))
     # Prefix sums and maxima by lax.associative_scan: 2-3x faster on CPU than jnp.cumsum and
     # lax.cummax, which XLA lowers to a pyramid of 16-wide reduce-windows.
     ends = jax.lax.associative_scan(jnp.add, counts)
@@ -240,7 +240,7 @@ def _render_batch(
         tri = jnp.minimum(tri, n_tri - 1)
         img = tri // num_faces
         face = tri - img * num_faces
-        packed = jnp.take(tiles, tri, mode="clip")
+        packed = jnp.take(packed_tiles, tri, mode="clip")
         per_row = (packed >> (bx + by)) & ((1 << bx) - 1)
         local = j - jnp.take(starts, tri, mode="clip")
         ty_local = local // per_row

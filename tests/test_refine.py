@@ -181,6 +181,8 @@ def test_to_annotation_frame_and_bad_input():
     verts, faces = _box()
     with pytest.raises(ValueError, match="reference_masks"):
         refine(verts, faces, np.zeros((2, 7)), np.zeros((2, 100, 200), bool), [100, 100])
+    with pytest.raises(ValueError, match="coarse_mesh is only used"):
+        refine(verts, faces, np.zeros((1, 7)), np.zeros((1, 100, 300), bool), [100], coarse_mesh=(verts, faces, None))
     with pytest.raises(ValueError, match="frame heights"):
         refine(verts, faces, np.zeros((1, 7)), np.zeros((1, 100, 300), bool), [120])
 

@@ -369,6 +369,8 @@ def refine(
     if face_mask is None:
         face_mask = jnp.ones(tris.shape[:-1], bool)
     if coarse_mesh is not None:
+        if config.coarse == 1:
+            raise ValueError("coarse_mesh is only used by a coarse-to-fine search: set SearchConfig(coarse=...) > 1")
         cv, cf, cm = coarse_mesh
         cv, cf = jnp.asarray(cv, jnp.float32), jnp.asarray(cf, jnp.int32)
         coarse_mesh = (cv, cf, jnp.ones(cf.shape[:-1], bool) if cm is None else jnp.asarray(cm, bool))
