@@ -21,6 +21,10 @@ parameters in the order a, e, theta, d, f, u, v (``fgpose.camera.POSE_FIELDS``):
 Every image has its own (padded) mesh, pose, reference mask and frame height; the whole
 search runs inside one ``lax.while_loop`` with per-image convergence (finished images stop
 changing, and are no longer rendered, while the others go on), bounded by ``max_sweeps``.
+In ``paper`` and ``release`` a parameter already tried without a move from the current
+pose at the current alpha (in the previous sweep, after the last move) is not rendered
+again: the same candidates would fail again, so the moves are those of the published loop,
+step for step, with fewer renders.
 
 ``SearchConfig.coarse`` > 1 runs ``paper`` or ``parallel`` coarse to fine: first on every
 ``coarse``-th row and column of the frame (the same pixel rays), then on the whole frame
@@ -58,7 +62,8 @@ class SearchConfig:
       alpha_min: ``paper``/``parallel`` stop once alpha has been halved below this.
       max_sweeps: bound on sweeps per image (a ``parallel`` step counts as a sweep).
       slice_size: candidate poses rendered per rasterizer call (only those of images still
-        searching are rendered); it trades per-call overhead against wasted slots.
+        searching are rendered; the last few go ``slice_size // 8`` per call); it trades
+        per-call overhead against wasted slots.
       coarse: 1, or a coarse-to-fine search: the schedule first runs on every ``coarse``-th
         row and column of the frame (the same pixel rays, ``coarse**2`` times fewer pixels)
         from ``alpha0`` until alpha falls below ``coarse_alpha``, then on the whole frame from
@@ -172,21 +177,21 @@ def _candidate_ious(vertices, faces, face_mask, candidates, frame_heights, refer
       ``(M, N)`` IoUs; 0 for inactive images (never used).
 
     Only the candidates of active images are rendered: they are put first (a stable sort)
-    and a ``while_loop`` renders them ``slice_size`` at a time, so finished images cost
-    nothing, not even the rasterizer's per-image fixed costs.
+    and a ``while_loop`` renders them ``slice_size`` at a time (``slice_size // 8`` at a time
+    for the last few), so finished images cost nothing, not even the rasterizer's per-image
+    fixed costs.
     """
     m, n = candidates.shape[:2]
     total = m * n
-    padded = -(-total // slice_size) * slice_size
     flat_active = jnp.broadcast_to(active, (m, n)).reshape(total)
     order = jnp.argsort(~flat_active, stable=True).astype(jnp.int32)  # active candidates first
-    order = jnp.concatenate([order, jnp.full((padded - total,), total, jnp.int32)])  # `total`: an empty slot
+    # `total` marks an empty slot; the padding makes room for a slice starting at any live one.
+    order = jnp.concatenate([order, jnp.full((slice_size,), total, jnp.int32)])
     poses = candidates.reshape(total, 7)
     height, width = reference.shape[-2:]
 
-    def body(carry):
-        start, ious = carry
-        idx = jax.lax.dynamic_slice(order, (start,), (slice_size,))
+    def render(start, ious, size):
+        idx = jax.lax.dynamic_slice(order, (start,), (size,))
         img = idx % n
         live = (idx < total) & flat_active[jnp.minimum(idx, total - 1)]
         proj = camera.projection_matrix(camera.Pose.from_array(poses[idx]), frame_heights[img].astype(poses.dtype))
@@ -200,7 +205,19 @@ def _candidate_ious(vertices, faces, face_mask, candidates, frame_heights, refer
         sil = raster.silhouette(per_image(vertices, 2), per_image(faces, 2), proj, height, width,
                                 face_mask=per_image(face_mask, 1))
         iou = mask_iou(sil, reference[img], valid_rows[img])
-        return start + slice_size, ious.at[idx].set(iou, mode="drop")
+        return start + size, ious.at[idx].set(iou, mode="drop")
+
+    # Full slices while many candidates remain, then slices an eighth as large: a slot costs
+    # its share of the rasterizer's set-up even when empty, so the few candidates of the
+    # last images still searching should not pay for a whole slice.
+    tail = max(1, slice_size // 8)
+
+    def body(carry):
+        start, ious = carry
+        if tail == slice_size:
+            return render(start, ious, slice_size)
+        return jax.lax.cond(n_live - start > tail, lambda: render(start, ious, slice_size),
+                            lambda: render(start, ious, tail))
 
     n_live = jnp.sum(flat_active)
     _, ious = jax.lax.while_loop(lambda c: c[0] < n_live, body, (jnp.int32(0), jnp.zeros((total,), jnp.float32)))
@@ -256,7 +273,7 @@ def _greedy(evaluate, params, iou, alpha0, alpha_min, config):
     eps = jnp.asarray(config.steps, jnp.float32)
     state = dict(
         params=params, iou=iou, alpha=jnp.full((n,), alpha0, jnp.float32),
-        changed=jnp.zeros((n,), bool), done=jnp.zeros((n,), bool),
+        changed=jnp.zeros((n,), bool), done=jnp.zeros((n,), bool), known=jnp.zeros((n, 7), bool),
         sweeps=jnp.zeros((n,), jnp.int32), moves=jnp.zeros((n,), jnp.int32), param=jnp.int32(0),
         step=jnp.int32(0),
         history=jnp.zeros((n, config.max_sweeps * (1 if config.schedule == "parallel" else 7)), jnp.int8),
@@ -276,18 +293,22 @@ def _greedy(evaluate, params, iou, alpha0, alpha_min, config):
             alpha = jnp.where(halve, s["alpha"] * 0.5, s["alpha"])
             finished = halve & (alpha < alpha_min)
         done = s["done"] | (active & (finished | (sweeps >= config.max_sweeps)))
-        return dict(s, sweeps=sweeps, alpha=alpha, done=done, changed=jnp.zeros_like(s["changed"]))
+        known = s["known"] & (alpha == s["alpha"])[:, None]  # a new alpha makes new candidates
+        return dict(s, sweeps=sweeps, alpha=alpha, done=done, changed=jnp.zeros_like(s["changed"]), known=known)
 
     def sequential_step(s):
         i = s["param"]
         delta = (s["alpha"] * eps[i])[:, None] * jax.nn.one_hot(i, 7, dtype=jnp.float32)[None, :]
         plus, minus = s["params"] + delta, s["params"] - delta
-        active = ~s["done"]
-        iou_p, iou_m = evaluate(jnp.stack([plus, minus]), active)
+        # Parameter i already tried, without a move, from this very pose at this alpha (in
+        # the previous sweep, after its last move): the same candidates would fail again.
+        # Skipping their render changes no decision, only the work.
+        tried = ~s["done"] & ~s["known"][:, i]
+        iou_p, iou_m = evaluate(jnp.stack([plus, minus]), tried)
         take_plus = iou_p >= iou_m
         best_iou = jnp.where(take_plus, iou_p, iou_m)
         better = best_iou >= s["iou"] if config.schedule == "release" else best_iou > s["iou"]
-        move = better & ~s["done"]
+        move = better & tried
         s = record(s, jnp.where(move, jnp.where(take_plus, 1, -1), 0))
         s = dict(
             s,
@@ -296,6 +317,8 @@ def _greedy(evaluate, params, iou, alpha0, alpha_min, config):
             changed=s["changed"] | move,
             moves=s["moves"] + move,
             param=(i + 1) % 7,
+            # A move makes every parameter's candidates new; no move adds parameter i.
+            known=jnp.where(move[:, None], False, s["known"] | (jax.nn.one_hot(i, 7) > 0)[None, :]),
         )
         return jax.lax.cond(i == 6, lambda t: end_of_sweep(t, t["changed"]), lambda t: t, s)
 
