@@ -744,6 +744,7 @@ def load_mesh(
     cache_dir: str | os.PathLike | None | bool = None,
     *,
     drop_degenerate: bool = False,
+    drop_hidden: bool = False,
 ) -> Mesh:
     """Loads a triangle mesh (OBJ, PLY or any format trimesh reads) and preprocesses it.
 
@@ -763,6 +764,10 @@ def load_mesh(
         ``False`` disables caching. A cache that cannot be written only warns.
       drop_degenerate: drop faces with a repeated index or zero area
         (:func:`remove_degenerate_faces`) before anything else.
+      drop_hidden: drop the faces that no distant viewpoint sees
+        (:func:`fgpose.visibility.drop_hidden_faces`: silhouettes seen from outside the
+        mesh are unchanged) before decimation, so that the face budget goes to the visible
+        surface. For silhouette work (annotation refinement), not for rendering interiors.
 
     Returns:
       A :class:`Mesh` (``vertices (V, 3) float32`` in model units, ``faces (F, 3) int32``).
@@ -787,6 +792,8 @@ def load_mesh(
         "max_faces": max_faces,
         "drop_degenerate": bool(drop_degenerate),
     }
+    if drop_hidden:  # only when set, so that earlier cache entries keep their keys
+        options["drop_hidden"] = True
     cache_file = None
     if cache_dir is not False and cache_dir is not True:
         directory = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
@@ -798,6 +805,14 @@ def load_mesh(
         if cached is not None:
             return cached
 
+    if drop_hidden and max_faces is not None:
+        # The visible faces, cached on their own: meshes decimated to other budgets share them.
+        mesh = load_mesh(path, normalize, None, cache_dir, drop_degenerate=drop_degenerate, drop_hidden=True)
+        mesh = decimate(mesh, max_faces)
+        if cache_file is not None:
+            _store_cached(cache_file, mesh)
+        return mesh
+
     mesh = _read_mesh_file(path)
     if drop_degenerate:
         mesh = remove_degenerate_faces(mesh)
@@ -805,6 +820,12 @@ def load_mesh(
             raise ValueError(f"{path}: every face is degenerate")
     if normalize:
         mesh = normalize_mesh(mesh)
+    if drop_hidden:
+        from fgpose import visibility  # noqa: PLC0415 - imports the rasterizer (JAX)
+
+        mesh = visibility.drop_hidden_faces(mesh)
+        if mesh.num_faces == 0:
+            raise ValueError(f"{path}: no face is visible from outside the mesh")
     if max_faces is not None:
         mesh = decimate(mesh, max_faces)
 

@@ -107,6 +107,11 @@ def test_refines_towards_v2(dataset, full_run, capsys):
     assert {s["key"]: s["reason"] for s in full_run["report"]["skipped"]} == {
         dataset["no_mask"]: "mask missing", dataset["corrupt"]: "photo unreadable"}
     assert summary["mesh_loads"] == 1
+    # Hidden faces were dropped by default: the cache holds the visible faces (29,226 -> about
+    # 20,000) and their decimation.
+    assert summary["settings"]["drop_hidden_faces"] is True
+    cached = sorted(len(np.load(f)["faces"]) for f in dataset["cache"].glob("*.npz"))
+    assert any(2900 <= c <= 3000 for c in cached) and any(15000 < c < 25000 for c in cached), cached
     assert summary["mean_iou_after"] > summary["mean_iou_before"]
     assert summary["mean_iou_after"] >= 0.95
     # Poses move towards v2 (in a normalised distance: steps as units).

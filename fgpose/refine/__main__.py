@@ -20,7 +20,9 @@ Inputs, for every key of ``--annotations`` (a release pickle, read safely):
 * mesh: ``<cad>/<synset>/<model_id>/model.obj`` (ShapeNet layout; the synset is
   ``--dataset``'s, or, without ``--dataset``, the first of the cars/airplanes synsets that
   has the model), else ``<cad>/<model_id>/model.obj``. Each model is loaded once through the
-  mesh cache (``$FGPOSE_CACHE_DIR`` or ``~/.cache/fgpose/meshes``), decimated to
+  mesh cache (``$FGPOSE_CACHE_DIR`` or ``~/.cache/fgpose/meshes``), without the faces no
+  distant viewpoint sees (:mod:`fgpose.visibility`: they never change a silhouette; about
+  2 s per model the first time; ``--keep-hidden-faces`` keeps them), and decimated to
   ``--max-faces`` if given.
 
 Images whose photo, mask or mesh is missing or unreadable (or whose mask is empty) are
@@ -162,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decimate meshes to at most this many faces for the coarse pass (default: the search meshes)")
     s.add_argument("--max-faces", type=_positive_int,
                    help="decimate meshes to at most this many faces for the search (default: full meshes)")
+    s.add_argument("--keep-hidden-faces", action="store_true",
+                   help="keep the faces no distant viewpoint sees (default: drop them before decimating; "
+                        "they never change a silhouette)")
     r = p.add_argument_group("run")
     r.add_argument("--batch-size", type=_positive_int, default=16, help="images per jitted call (default 16)")
     r.add_argument("--limit", type=_positive_int, help="only the first N keys of --annotations (output holds those)")
@@ -290,9 +295,10 @@ def scan(table: dict[str, anno_lib.Annotation], args) -> tuple[list[Item], dict[
 class MeshStore:
     """Loads each model once (a small LRU; images come sorted by model) and remembers failures."""
 
-    def __init__(self, max_faces: int | None, coarse_max_faces: int | None = None):
+    def __init__(self, max_faces: int | None, coarse_max_faces: int | None = None, drop_hidden: bool = True):
         self.max_faces = max_faces
         self.coarse_max_faces = coarse_max_faces
+        self.drop_hidden = drop_hidden
         self.meshes: collections.OrderedDict[tuple, mesh_lib.Mesh] = collections.OrderedDict()
         self.failed: dict[pathlib.Path, str] = {}
         self.loads = 0
@@ -314,7 +320,7 @@ class MeshStore:
             return self.meshes[key]
         self.loads += 1
         try:
-            m = mesh_lib.load_mesh(path, max_faces=max_faces)
+            m = mesh_lib.load_mesh(path, max_faces=max_faces, drop_hidden=self.drop_hidden)
         except Exception as err:  # noqa: BLE001 - any parse failure skips the images of that model
             self.failed[path] = f"{path}: {type(err).__name__}: {err}"
             raise ValueError(self.failed[path]) from None
@@ -335,7 +341,8 @@ def _settings(args, config: search.SearchConfig) -> dict:
     return {"annotations": str(args.annotations.resolve()), "schedule": config.schedule, "steps": list(config.steps),
             "alpha0": config.alpha0, "alpha_min": config.alpha_min, "max_sweeps": config.max_sweeps,
             "coarse": config.coarse, "coarse_alpha": config.coarse_alpha, "max_faces": args.max_faces,
-            "coarse_max_faces": args.coarse_max_faces if config.coarse > 1 else None}
+            "coarse_max_faces": args.coarse_max_faces if config.coarse > 1 else None,
+            "drop_hidden_faces": not args.keep_hidden_faces}
 
 
 class PartialFile:
@@ -620,7 +627,8 @@ def main(argv: list[str] | None = None) -> int:
 
     items, skipped = scan({k: a for k, a in table.items() if k not in done}, args)
     items.sort(key=lambda it: (it.ann.model_id, it.frame_height, it.key))
-    meshes = MeshStore(args.max_faces, args.coarse_max_faces if config.coarse > 1 else None)
+    meshes = MeshStore(args.max_faces, args.coarse_max_faces if config.coarse > 1 else None,
+                       drop_hidden=not args.keep_hidden_faces)
     overlay_problems: list[str] = []
     partial.start(settings)
 
