@@ -358,6 +358,9 @@ def refine(
 
     Args:
       vertices: ``(N, V, 3)`` padded model-space vertices per image, or ``(V, 3)`` shared.
+        Only silhouettes matter, so meshes are best loaded without their hidden faces and
+        then decimated: ``fgpose.mesh.load_mesh(path, drop_hidden=True, max_faces=K)`` (what
+        the CLI does).
       faces: ``(N, F, 3)`` or ``(F, 3)`` int32; face_mask: ``(N, F)`` bool for padded faces.
       poses: ``(N, 7)`` starting parameters in ``POSE_FIELDS`` order (radians, model units,
         pixels of the width-300 frame), or a batched :class:`fgpose.camera.Pose`.
