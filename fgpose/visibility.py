@@ -4,8 +4,8 @@ A silhouette seen from a camera outside the mesh's convex hull is the union of t
 *visible* from that camera: every covered pixel's ray meets a frontmost face. And a face
 visible from such a camera is also visible from infinitely far away in the same direction
 (past the camera the ray never re-enters the convex hull). So the faces that no distant
-viewpoint sees -- a car's seats and engine, the hidden sides of parts pressed together,
-which are a third to a half of a ShapeNet car -- never change a silhouette, and dropping
+viewpoint sees -- a car's seats and dashboard, the hidden sides of parts pressed together,
+about a third of the release's ShapeNet car -- never change a silhouette, and dropping
 them before decimation (:func:`fgpose.mesh.decimate`) leaves the face budget to the surface
 that shapes the outline: the real car decimated to 7,500 faces keeps a mean silhouette IoU
 of 0.999 with the full mesh instead of 0.996.
@@ -15,8 +15,8 @@ The visible set is estimated by rendering face ids (:func:`fgpose.raster.render`
 near-orthographic camera (distance 20 bounding radii) whose ``resolution x resolution``
 image frames the bounding sphere. A face counts as visible when it is the frontmost face
 at one pixel centre of one view, so faces seen only as slivers thinner than a pixel from
-every direction can be missed: with the defaults (500 views of 384 x 384, 2.3 s for the
-29k-face car on 2 CPU cores), 3 of the 18.4 million silhouette pixels of the real car in
+every direction can be missed: with the defaults (500 views of 384 x 384; for the
+29k-face car 2.3 s on 2 CPU cores once compiled, 5.6 s with the compile), 3 of the 18.4 million silhouette pixels of the real car in
 192 random views (200 x 300 and 600 x 900 frames) were lost, none gained.
 """
 
