@@ -115,12 +115,11 @@ def test_real_car_silhouettes_unchanged_and_decimation_better(release_dir, tmp_p
         assert int((a & ~b).sum()) <= 1e-6 * a.sum(), int((a & ~b).sum())
 
     # The point of it: decimated to the same budget, the visible surface keeps the outline better.
-    p = proj
-    ref = raster.silhouette(full.vertices, full.faces, p, 200, 300)
+    ref = raster.silhouette(full.vertices, full.faces, proj, 200, 300)
     plain = fm.decimate(full, 5000)
     culled = fm.decimate(kept, 5000)
-    iou_plain = float(np.mean(mask_iou(raster.silhouette(plain.vertices, plain.faces, p, 200, 300), ref)))
-    iou_culled = float(np.mean(mask_iou(raster.silhouette(culled.vertices, culled.faces, p, 200, 300), ref)))
+    iou_plain = float(np.mean(mask_iou(raster.silhouette(plain.vertices, plain.faces, proj, 200, 300), ref)))
+    iou_culled = float(np.mean(mask_iou(raster.silhouette(culled.vertices, culled.faces, proj, 200, 300), ref)))
     assert iou_culled > iou_plain + 0.002, (iou_plain, iou_culled)
 
     # load_mesh(drop_hidden=True, max_faces=K): the same mesh, decimated, cached apart from

@@ -304,7 +304,7 @@ class MeshStore:
         self.loads = 0
 
     def get(self, path: pathlib.Path) -> mesh_lib.Mesh:
-        """The search mesh (decimated to ``max_faces`` if set)."""
+        """The search mesh (hidden faces dropped unless kept, decimated to ``max_faces`` if set)."""
         return self._get(path, self.max_faces)
 
     def get_coarse(self, path: pathlib.Path) -> mesh_lib.Mesh | None:
