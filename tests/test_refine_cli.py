@@ -20,7 +20,7 @@ from PIL import Image
 from fgpose import annotations as anno_lib
 from fgpose import camera, mesh as mesh_lib, raster
 from fgpose.refine import __main__ as cli
-from fgpose.refine import search
+from fgpose.refine import batching, inputs, journal, search
 
 MODEL = "189c2b53ef76d02978a20fe14185667"
 SYNSET = "02958343"
@@ -123,7 +123,7 @@ def test_refines_towards_v2(dataset, full_run, capsys):
     assert closer >= N_GOOD - 1
     # Units of the reported changes.
     assert summary["mean_abs_delta"]["azimuth"]["unit"] == "deg" and summary["mean_abs_delta"]["f"]["unit"] == "px"
-    assert not (out.parent / (out.name + cli.PARTIAL_SUFFIX)).exists()
+    assert not (out.parent / (out.name + journal.PARTIAL_SUFFIX)).exists()
 
 
 def test_coarse_to_fine_with_its_own_mesh(dataset, mesh_cache, tmp_path):
@@ -155,7 +155,7 @@ def test_overlays(dataset, full_run):
 
 def test_resume(dataset, full_run, mesh_cache, monkeypatch, tmp_path):
     out = tmp_path / "refined.pkl"
-    partial = tmp_path / ("refined.pkl" + cli.PARTIAL_SUFFIX)
+    partial = tmp_path / ("refined.pkl" + journal.PARTIAL_SUFFIX)
     args = dataset["base"] + FAST + ["--out", str(out), "--json", str(tmp_path / "r.json")]
     real_refine = search.refine
     v1_of = {tuple(np.float32(_pose(dataset["v1"][k]))): k for k in dataset["good"]}
@@ -261,15 +261,16 @@ def test_bad_arguments(tmp_path, capsys):
 
 def test_mask_reading_and_paths(tmp_path):
     Image.fromarray(np.array([[0, 3], [0, 0]], np.uint8), mode="L").save(tmp_path / "g.png")
-    np.testing.assert_array_equal(cli.read_mask(tmp_path / "g.png"), [[False, True], [False, False]])
+    np.testing.assert_array_equal(inputs.read_mask(tmp_path / "g.png"), [[False, True], [False, False]])
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[..., 3] = 255
     rgba[1, 1, 0] = 9
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "c.png")
-    np.testing.assert_array_equal(cli.read_mask(tmp_path / "c.png"), [[False, False], [False, True]])
-    assert cli.mask_path(tmp_path, "a/b/c.d.jpg") == tmp_path / "a" / "b" / "c.d.png"
+    np.testing.assert_array_equal(inputs.read_mask(tmp_path / "c.png"), [[False, False], [False, True]])
+    assert inputs.mask_path(tmp_path, "a/b/c.d.jpg") == tmp_path / "a" / "b" / "c.d.png"
     with pytest.raises(ValueError):
-        cli.mask_path(tmp_path, "../x.jpg")
-    assert cli.mesh_candidates(tmp_path, "m", "FGVC_Aircraft") == [tmp_path / "02691156/m/model.obj",
-                                                                   tmp_path / "m/model.obj"]
-    assert [cli._bucket(n) for n in (1, 16, 17, 100, 3000, 3072, 3073)] == [16, 16, 18, 104, 3072, 3072, 3328]
+        inputs.mask_path(tmp_path, "../x.jpg")
+    assert inputs.mesh_candidates(tmp_path, "m", "FGVC_Aircraft") == [tmp_path / "02691156/m/model.obj",
+                                                                      tmp_path / "m/model.obj"]
+    assert [batching.octave_bucket(n) for n in (1, 16, 17, 100, 3000, 3072, 3073)] == [
+        16, 16, 18, 104, 3072, 3072, 3328]

@@ -7,7 +7,18 @@ reference, in the width-300 annotation frame.
   ``release``, ``parallel``);
 * :mod:`fgpose.refine.baseline` — the published loop in plain Python/NumPy, one pose at a
   time (the reference for tests and the baseline for benchmarks);
-* ``python -m fgpose.refine`` — the command line (:mod:`fgpose.refine.__main__`).
+* :mod:`fgpose.refine.inputs` — photo, mask and mesh paths of each annotation key, photo
+  sizes, mask reading, and the reasons an image is skipped;
+* :mod:`fgpose.refine.mesh_store` — the search meshes, each model loaded once (LRU);
+* :mod:`fgpose.refine.batching` — images with their meshes and masks padded into typed
+  batches of static shapes (:class:`~fgpose.refine.batching.SearchBatch`), one search call each;
+* :mod:`fgpose.refine.journal` — the append-only journal a run resumes from;
+* :mod:`fgpose.refine.report` and :mod:`fgpose.refine.overlays` — result records, the refined
+  table, the summary, and before/after pictures;
+* :mod:`fgpose.refine.run` — the batch loop that journals each finished batch;
+  :mod:`fgpose.refine.device` — the ``--device`` choice;
+* ``python -m fgpose.refine`` — the command line (:mod:`fgpose.refine.__main__`): arguments
+  and wiring only.
 """
 
 from fgpose.refine.search import DEFAULT_STEPS, SCHEDULES, RefineResult, SearchConfig, mask_iou, refine, to_annotation_frame

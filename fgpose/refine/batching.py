@@ -1,0 +1,170 @@
+"""Batches of refinement: images with their meshes and reference masks, padded to static shapes.
+
+Each :class:`SearchBatch` is one jitted search call (:func:`refine_batch`): the meshes padded
+by :func:`fgpose.mesh.pack_meshes`, the reference masks padded to a common height. To bound
+recompilation, batch shapes are rounded up: the batch is filled to the batch size
+(repeating its last image, whose extra results are dropped), frame heights to a multiple of
+:data:`HEIGHT_MULTIPLE` rows (:func:`round_up`), face and vertex counts to 8 steps per
+octave (:func:`octave_bucket`).
+
+:func:`search_batches` turns scanned inputs (:func:`fgpose.refine.inputs.scan`) into such
+batches, in order of (model id, frame height) so that a model's images share batches,
+reading each mask and mesh and skipping the images whose mask or mesh is unusable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from fgpose import annotations as anno_lib
+from fgpose import camera
+from fgpose import mesh as mesh_lib
+from fgpose.refine import search
+from fgpose.refine.inputs import ImageInput, Skip, read_mask
+from fgpose.refine.mesh_store import MeshStore
+
+HEIGHT_MULTIPLE = 16
+"""Padded frame heights (and overlay heights) are multiples of this many rows."""
+
+
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` that is ``>= n`` (``n >= 0``, ``multiple >= 1``)."""
+    return -(-n // multiple) * multiple
+
+
+def octave_bucket(n: int) -> int:
+    """Rounds a vertex or face count ``n`` up to 8 steps per octave (at most 12.5% padding),
+    and to at least 16: ``1..16 -> 16``, ``17 -> 18``, ``100 -> 104``, ``3073 -> 3328``."""
+    if n <= 16:
+        return 16
+    step = 2 ** (n.bit_length() - 1 - 3)
+    return round_up(n, step)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchImage:
+    """One image ready for the search.
+
+    Attributes:
+      key: the annotation key.
+      annotation: the starting release record (its pose is the search's start).
+      frame_height: rows of the width-300 annotation frame.
+      reference: ``(frame_height, 300)`` bool reference mask in the annotation frame.
+      mesh: the search mesh.
+      coarse_mesh: the coarse pass's mesh when decimated separately, else None.
+    """
+
+    key: str
+    annotation: anno_lib.Annotation
+    frame_height: int
+    reference: np.ndarray
+    mesh: mesh_lib.Mesh
+    coarse_mesh: mesh_lib.Mesh | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchBatch:
+    """The arrays of one search call, padded to static shapes (module docstring).
+
+    With ``B`` the batch size (``len(images) <= B``; rows ``len(images)..B-1`` repeat the
+    last image), ``Hp = round_up(max frame height, HEIGHT_MULTIPLE)``, ``V``/``F`` the
+    :func:`octave_bucket` of the largest vertex/face count:
+
+    Attributes:
+      images: the real images, in row order.
+      mesh: packed search meshes, ``vertices (B, V, 3) float32``, ``faces (B, F, 3) int32``,
+        ``face_mask (B, F) bool``.
+      poses: ``(B, 7) float64`` starting poses in ``camera.POSE_FIELDS`` order (radians,
+        model units, pixels of the width-300 frame).
+      references: ``(B, Hp, 300) bool``, each image's reference in rows ``:frame_height``,
+        False below.
+      frame_heights: ``(B,) int32``.
+      coarse_mesh: packed coarse-pass meshes (own ``V``, ``F``), or None when the images
+        have no separate coarse mesh.
+    """
+
+    images: tuple[SearchImage, ...]
+    mesh: mesh_lib.PackedMeshes
+    poses: np.ndarray
+    references: np.ndarray
+    frame_heights: np.ndarray
+    coarse_mesh: mesh_lib.PackedMeshes | None
+
+
+def _pack_bucketed(meshes: list[mesh_lib.Mesh]) -> mesh_lib.PackedMeshes:
+    return mesh_lib.pack_meshes(meshes, max_vertices=octave_bucket(max(m.num_vertices for m in meshes)),
+                                max_faces=octave_bucket(max(m.num_faces for m in meshes)))
+
+
+def pack_batch(images: list[SearchImage], batch_size: int) -> SearchBatch:
+    """Pads ``1 <= len(images) <= batch_size`` images into one :class:`SearchBatch` of ``batch_size`` rows.
+
+    Either all images have a ``coarse_mesh`` or none has.
+    """
+    if not 1 <= len(images) <= batch_size:
+        raise ValueError(f"pack_batch needs 1 to {batch_size} images, got {len(images)}")
+    padded = list(images) + [images[-1]] * (batch_size - len(images))
+    coarse = None if padded[0].coarse_mesh is None else _pack_bucketed([im.coarse_mesh for im in padded])
+    heights = np.array([im.frame_height for im in padded], np.int32)
+    refs = np.zeros((batch_size, round_up(int(heights.max()), HEIGHT_MULTIPLE), camera.ANNOTATION_WIDTH), bool)
+    for i, im in enumerate(padded):
+        refs[i, : im.frame_height] = im.reference
+    poses = np.array([[getattr(im.annotation, k) for k in camera.POSE_FIELDS] for im in padded], np.float64)
+    return SearchBatch(tuple(images), _pack_bucketed([im.mesh for im in padded]), poses, refs, heights, coarse)
+
+
+def refine_batch(batch: SearchBatch, config: search.SearchConfig) -> search.RefineResult:
+    """Runs the search on a batch; the result has ``B`` rows, of which the first ``len(batch.images)`` count."""
+    coarse = batch.coarse_mesh
+    return search.refine(batch.mesh.vertices, batch.mesh.faces, batch.poses, batch.references, batch.frame_heights,
+                         face_mask=batch.mesh.face_mask,
+                         coarse_mesh=None if coarse is None else (coarse.vertices, coarse.faces, coarse.face_mask),
+                         config=config)
+
+
+def load_search_image(image: ImageInput, meshes: MeshStore) -> SearchImage | Skip:
+    """Reads the image's mesh(es) and reference mask; a :class:`Skip` (``mesh unreadable``,
+    ``mask unreadable`` or ``mask empty``) if they cannot be used."""
+    try:
+        mesh = meshes.get(image.mesh_path)
+        coarse_mesh = meshes.get_coarse(image.mesh_path)
+    except ValueError as err:
+        return Skip("mesh unreadable", str(err))
+    try:
+        ref = search.to_annotation_frame(read_mask(image.mask), image.width, image.height)
+    except Exception as err:  # noqa: BLE001 - broken PNGs raise many kinds of errors
+        return Skip("mask unreadable", f"{image.mask}: {type(err).__name__}: {err}")
+    if not ref.any():
+        return Skip("mask empty", f"{image.mask}: no foreground in the annotation frame")
+    return SearchImage(image.key, image.annotation, image.frame_height, ref, mesh, coarse_mesh)
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last one shorter if need be)."""
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def search_batches(images: list[ImageInput], batch_size: int, meshes: MeshStore, skipped: dict[str, Skip],
+                   on_skip: Callable[[ImageInput], None] = lambda image: None) -> Iterator[SearchBatch]:
+    """Batches of up to ``batch_size`` usable images, in order of (model id, frame height, key).
+
+    Meshes and masks are read lazily, batch by batch; an unusable image is recorded in
+    ``skipped`` (and ``on_skip`` called with it) when its turn comes.
+    """
+    def usable() -> Iterator[SearchImage]:
+        for image in sorted(images, key=lambda im: (im.annotation.model_id, im.frame_height, im.key)):
+            loaded = load_search_image(image, meshes)
+            if isinstance(loaded, Skip):
+                skipped[image.key] = loaded
+                on_skip(image)
+            else:
+                yield loaded
+
+    for chunk in _chunks(usable(), batch_size):
+        yield pack_batch(chunk, batch_size)
