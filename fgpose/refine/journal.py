@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from typing import TYPE_CHECKING
 
-from fgpose.refine import search
+if TYPE_CHECKING:  # the type only: the journal itself needs no JAX
+    from fgpose.refine import search
 
 PARTIAL_SUFFIX = ".partial.jsonl"
 """Refinement's journal is ``<out><PARTIAL_SUFFIX>`` beside the output pickle ``<out>``."""
