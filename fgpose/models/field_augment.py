@@ -28,12 +28,14 @@ The foreground probability returned with the field is the final mask's 3 x 3 box
 are soft at the silhouette.
 
 Everything is ``jax.numpy`` with explicit PRNG keys and static shapes; :func:`augment_fields`
-is the jitted batch version (only ``size`` is static: the hyper-parameters are traced, so
-changing them does not recompile).
+is the jitted batch version (only ``size`` is static: the strengths,
+:class:`FieldAugmentation`, are a pytree of traced scalars, so changing them does not
+recompile).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -42,6 +44,29 @@ import jax.numpy as jnp
 from fgpose.models.field_targets import sample_roi_fields
 
 Array = jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FieldAugmentation:
+    """Strengths of the augmentation (module docstring); a pytree of traced scalars.
+
+    Attributes:
+      box_shift: largest centre shift, fraction of the box height / width.
+      box_log_scale: largest ``|log|`` of the per-side size factor.
+      morph_prob: probability of a one-pixel erosion or dilation (half each).
+      boundary_flip: probability that a pixel of the boundary band flips.
+      xyz_sigma: XYZ noise standard deviation (model units; ShapeNet: unit bbox diagonal).
+
+    The defaults are a starting point, to be matched to the trained field head's measured
+    box and XYZ errors. ``FieldAugmentation(0, 0, 0, 0, 0)`` turns everything off.
+    """
+
+    box_shift: float = 0.1
+    box_log_scale: float = 0.15
+    morph_prob: float = 0.5
+    boundary_flip: float = 0.2
+    xyz_sigma: float = 0.01
 
 
 def jitter_box(key: Array, box: Array, box_shift: float, box_log_scale: float) -> Array:
@@ -75,17 +100,7 @@ def _box_mean(x: Array, k: int) -> Array:
 
 
 def augment_field(
-    key: Array,
-    field: Array,
-    mask: Array,
-    box: Array,
-    *,
-    size: int,
-    box_shift: float = 0.1,
-    box_log_scale: float = 0.15,
-    morph_prob: float = 0.5,
-    boundary_flip: float = 0.2,
-    xyz_sigma: float = 0.01,
+    key: Array, field: Array, mask: Array, box: Array, size: int, params: FieldAugmentation | None = None
 ) -> dict[str, Array]:
     """One field-head-like ``S x S`` location field of a rendered field (module docstring).
 
@@ -96,62 +111,41 @@ def augment_field(
       box: ``(4,)`` object box ``(y0, x0, y1, x1)`` in field pixels (for a field of
         ``location_field_stream(crop_to_box=True)``: ``(0, 0, Hf, Wf)``).
       size: ``S`` (static).
-      box_shift, box_log_scale: box jitter (fractions of the box size; log of the size factor).
-      morph_prob: probability of a one-pixel erosion or dilation.
-      boundary_flip: probability that a boundary-band pixel flips.
-      xyz_sigma: XYZ noise standard deviation (model units).
+      params: the augmentation strengths (default :class:`FieldAugmentation`).
 
     Returns:
       ``field`` ``(S, S, 3)`` float32 (0 off ``mask``), ``fg`` ``(S, S)`` float32 foreground
       probability, ``mask`` ``(S, S)`` bool, ``box`` ``(4,)`` the jittered box (field pixels).
     """
+    p = FieldAugmentation() if params is None else params
     k_box, k_morph, k_flip, k_noise = jax.random.split(key, 4)
-    roi = jitter_box(k_box, box, box_shift, box_log_scale)
+    roi = jitter_box(k_box, box, p.box_shift, p.box_log_scale)
     xyz0, m0 = (a[0] for a in sample_roi_fields(field, mask, roi[None], size))
 
     u = jax.random.uniform(k_morph)
-    m1 = jnp.where(u < 0.5 * morph_prob, _erode(m0), jnp.where(u > 1.0 - 0.5 * morph_prob, _dilate(m0), m0))
+    m1 = jnp.where(u < 0.5 * p.morph_prob, _erode(m0), jnp.where(u > 1.0 - 0.5 * p.morph_prob, _dilate(m0), m0))
     band = _dilate(m1) & ~_erode(m1)
-    m2 = m1 ^ (band & jax.random.bernoulli(k_flip, boundary_flip, m1.shape))
+    m2 = m1 ^ (band & jax.random.bernoulli(k_flip, p.boundary_flip, m1.shape))
 
     m0f = m0.astype(jnp.float32)
     count = _box_mean(m0f, 5)
     fill = jnp.moveaxis(_box_mean(jnp.moveaxis(xyz0, -1, 0) * m0f, 5), 0, -1) / jnp.maximum(count, 1e-6)[..., None]
     m2 = m2 & (m0 | (count > 0))
     xyz = jnp.where(m0[..., None], xyz0, fill)
-    xyz = xyz + xyz_sigma * jax.random.normal(k_noise, xyz.shape)
+    xyz = xyz + p.xyz_sigma * jax.random.normal(k_noise, xyz.shape)
     xyz = jnp.where(m2[..., None], xyz, 0.0)
     return {"field": xyz, "fg": _box_mean(m2.astype(jnp.float32), 3), "mask": m2, "box": roi}
 
 
 @functools.partial(jax.jit, static_argnames=("size",))
 def augment_fields(
-    key: Array,
-    field: Array,
-    mask: Array,
-    box: Array,
-    *,
-    size: int,
-    box_shift: float = 0.1,
-    box_log_scale: float = 0.15,
-    morph_prob: float = 0.5,
-    boundary_flip: float = 0.2,
-    xyz_sigma: float = 0.01,
+    key: Array, field: Array, mask: Array, box: Array, size: int, params: FieldAugmentation | None = None
 ) -> dict[str, Array]:
     """:func:`augment_field` over a batch: ``field (N, Hf, Wf, 3)``, ``mask (N, Hf, Wf)``,
     ``box (N, 4)`` -> ``field (N, S, S, 3)``, ``fg (N, S, S)``, ``mask (N, S, S)``,
     ``box (N, 4)``; example ``n`` uses ``jax.random.split(key, N)[n]``."""
     keys = jax.random.split(key, field.shape[0])
-    one = functools.partial(
-        augment_field,
-        size=size,
-        box_shift=box_shift,
-        box_log_scale=box_log_scale,
-        morph_prob=morph_prob,
-        boundary_flip=boundary_flip,
-        xyz_sigma=xyz_sigma,
-    )
-    return jax.vmap(one)(keys, field, mask, box)
+    return jax.vmap(lambda k, f, m, b: augment_field(k, f, m, b, size, params))(keys, field, mask, box)
 
 
-__all__ = ["augment_field", "augment_fields", "jitter_box"]
+__all__ = ["FieldAugmentation", "augment_field", "augment_fields", "jitter_box"]

@@ -37,6 +37,11 @@ Array = jax.Array
 
 _msra = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")  # Detectron2 c2_msra_fill
 
+def _layer_kw(dtype: Any, rngs: nnx.Rngs) -> dict[str, Any]:
+    """Keyword arguments shared by every layer: float32 params, ``dtype`` computation."""
+    return dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
 DEFAULT_XYZ_BETA = 0.05
 """Default smooth-L1 ``beta`` of the XYZ loss, model units (5 % of the unit bbox diagonal)."""
 
@@ -67,16 +72,8 @@ class ConvNormReLU(nnx.Module):
     ):
         p = kernel // 2
         self.conv = nnx.Conv(
-            cin,
-            cout,
-            (kernel, kernel),
-            strides=(stride, stride),
-            padding=((p, p), (p, p)),
-            use_bias=norm is None,
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            kernel_init=_msra,
-            rngs=rngs,
+            cin, cout, (kernel, kernel), strides=stride, padding=((p, p), (p, p)), use_bias=norm is None,
+            kernel_init=_msra, **_layer_kw(dtype, rngs),
         )
         self.norm = None if norm is None else make_norm(norm, cout, dtype=dtype, rngs=rngs)
 
@@ -115,27 +112,9 @@ class FieldHead(nnx.Module):
         self.convs = nnx.List(
             [ConvNormReLU(a, b, norm=norm, dtype=dtype, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])]
         )
-        self.deconv = nnx.ConvTranspose(
-            dims[-1],
-            width,
-            (2, 2),
-            strides=(2, 2),
-            padding="VALID",
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            kernel_init=_msra,
-            rngs=rngs,
-        )
-        self.predictor = nnx.Conv(
-            width,
-            4,
-            (1, 1),
-            padding="VALID",
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            kernel_init=nnx.initializers.normal(0.001),
-            rngs=rngs,
-        )
+        kw = _layer_kw(dtype, rngs)
+        self.deconv = nnx.ConvTranspose(dims[-1], width, (2, 2), strides=2, padding="VALID", kernel_init=_msra, **kw)
+        self.predictor = nnx.Conv(width, 4, (1, 1), padding="VALID", kernel_init=nnx.initializers.normal(0.001), **kw)
         self.dtype = dtype
 
     def __call__(self, roi_features: Array) -> tuple[Array, Array]:

@@ -78,20 +78,9 @@ class FieldPoseNet(nnx.Module):
         for _ in channels:
             side = -(-side // 2)
         fc_dims = [side * side * dims[-1]] + [fc_dim] * num_fc
-        self.fcs = nnx.List(
-            [
-                nnx.Linear(a, b, dtype=dtype, param_dtype=jnp.float32, kernel_init=_fc_init, rngs=rngs)
-                for a, b in zip(fc_dims[:-1], fc_dims[1:])
-            ]
-        )
-        self.quaternion_pred = nnx.Linear(
-            fc_dims[-1],
-            4,
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            kernel_init=nnx.initializers.normal(0.001),
-            rngs=rngs,
-        )
+        kw = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.fcs = nnx.List([nnx.Linear(a, b, kernel_init=_fc_init, **kw) for a, b in zip(fc_dims[:-1], fc_dims[1:])])
+        self.quaternion_pred = nnx.Linear(fc_dims[-1], 4, kernel_init=nnx.initializers.normal(0.001), **kw)
         self.dtype = dtype
 
     def __call__(self, field: Array, fg: Array) -> Array:
