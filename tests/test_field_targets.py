@@ -52,8 +52,9 @@ def car(release_dir):
 
 
 def _boxes(mask, field_scale):
-    """RoIs in input pixels: the tight box, a larger one, one shifted off the object (truncating
-    it), a small one inside (zoomed in) and one over the photo's top-left edge."""
+    """RoIs in input pixels: the tight box, a larger one, one shifted right (truncating the
+    object, reaching past the photo's right edge), a small one inside (zoomed in) and one centred
+    on the tight box's top-left corner (reaching past the photo's top-left)."""
     rows, cols = np.nonzero(mask)
     tight = np.array([rows.min(), cols.min(), rows.max() + 1, cols.max() + 1], np.float64) / np.tile(field_scale, 2)
     y0, x0, y1, x1 = tight
@@ -117,9 +118,10 @@ def test_targets_reproject_to_their_bin_centres(car):
     np.testing.assert_allclose(field_scale, [FIELD_HW[0] / (big_h * SCALE), FIELD_HW[1] / (big_w * SCALE)], rtol=1e-6)
     boxes = _boxes(car["mask"], field_scale)
     xyz, fg = _check_targets_reproject(car["pose"], car["photo_hw"], car["field"], car["mask"], boxes, field_scale)
-    # The tight box's target covers most of its bins; the truncating box has object pixels on
-    # its left edge only (the object ends inside it), the one over the photo's corner none
-    # beyond the photo.
+    # The tight box's target covers most of its bins; the shifted box truncates the object at
+    # its left edge (the object ends inside it on the right); the box centred on the tight
+    # box's top-left corner (and reaching past the photo's top-left) has no object in its
+    # top-left part.
     assert fg[0].mean() > 0.5
     assert fg[2][:, 0].any() and fg[2][:, -1].sum() < fg[2][:, 0].sum()
     assert not fg[4][:10].any() and not fg[4][:, :10].any()
