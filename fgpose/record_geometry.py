@@ -3,7 +3,7 @@
 Given a mesh, a raw release pose ``(azimuth, elevation, theta, distance, f, u, v)`` and the
 original photo size ``(H, W)``, :func:`record_geometry` returns the camera matrices in
 original-photo pixels and the rendered ground truth at the *field resolution*: the
-geometry features of ``tfds_builders.base.pose3d_features`` (all but ``field_projection``).
+geometry features of ``tfds_builders.base.pose3d_features``, plus the field-frame projection.
 
 * ``rotation`` ``(3, 3)`` float32: ``R = Rz(theta) Rx(elevation) Ry(azimuth)``;
 * ``intrinsics`` ``(3, 3)`` float32: ``K`` in original-photo pixels (the annotation-frame K
@@ -31,9 +31,9 @@ canvas (:func:`fgpose.buckets.canvas_hw`) and cropped (pixel coordinates do not 
 the canvas size, so the crop equals a render at ``h x w`` exactly), and meshes are padded
 (:func:`pad_mesh`) to :func:`fgpose.buckets.count_bucket` vertex/face counts with
 masked-out faces. With a ``field_max_side`` every field fits one square canvas of side
-``canvas_side(field_max_side)``, so there is one compilation per mesh-size bucket;
-without a cap each side is bucketed separately (the measured trade-off is in
-``docs/lab_notes_mesh.md``).
+``canvas_side(field_max_side)`` (:func:`fgpose.buckets.canvas_side`), so there is one
+compilation per mesh-size bucket; without a cap each side is bucketed separately (the
+measured trade-off is in ``docs/lab_notes_mesh.md``).
 """
 
 from __future__ import annotations
