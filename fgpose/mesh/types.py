@@ -63,10 +63,12 @@ class Mesh:
 
     @property
     def num_vertices(self) -> int:
+        """``V``, the number of vertices (referenced or not)."""
         return int(self.vertices.shape[0])
 
     @property
     def num_faces(self) -> int:
+        """``F``, the number of triangles."""
         return int(self.faces.shape[0])
 
     @property
