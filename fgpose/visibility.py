@@ -4,20 +4,21 @@ A silhouette seen from a camera outside the mesh's convex hull is the union of t
 *visible* from that camera: every covered pixel's ray meets a frontmost face. And a face
 visible from such a camera is also visible from infinitely far away in the same direction
 (past the camera the ray never re-enters the convex hull). So the faces that no distant
-viewpoint sees -- a car's seats and dashboard, the hidden sides of parts pressed together,
-about a third of the release's ShapeNet car -- never change a silhouette, and dropping
-them before decimation (:func:`fgpose.mesh.decimate`) leaves the face budget to the surface
-that shapes the outline: the real car decimated to 7,500 faces keeps a mean silhouette IoU
-of 0.999 with the full mesh instead of 0.996.
+viewpoint sees -- a car's seats and dashboard, the hidden sides of parts pressed together
+-- never change a silhouette, and dropping them before decimation
+(:func:`fgpose.mesh.simplify.decimate`) leaves the face budget to the surface that shapes
+the outline. Used by :func:`fgpose.mesh.load_mesh` (``drop_hidden=True``).
 
 The visible set is estimated by rendering face ids (:func:`fgpose.raster.render`) from
 ``views`` directions spread evenly over the sphere (a Fibonacci lattice), each a
 near-orthographic camera (distance 20 bounding radii) whose ``resolution x resolution``
 image frames the bounding sphere. A face counts as visible when it is the frontmost face
 at one pixel centre of one view, so faces seen only as slivers thinner than a pixel from
-every direction can be missed: with the defaults (500 views of 384 x 384; for the
-29k-face car 2.3 s on 2 CPU cores once compiled, 5.6 s with the compile), 3 of the 18.4 million silhouette pixels of the real car in
-192 random views (200 x 300 and 600 x 900 frames) were lost, none gained.
+every direction can be missed. Measurements on the release's car (hidden share, silhouette
+pixels lost, IoU after decimation, run times) are in ``docs/lab_notes_mesh.md``.
+
+Positions are in model units (any position and scale: the views frame the bounding
+sphere). The face soup is padded to :func:`fgpose.buckets.visibility_face_bucket` faces.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from fgpose import camera, raster
-from fgpose.mesh import Mesh
+from fgpose.buckets import visibility_face_bucket
+from fgpose.mesh.types import Mesh
 
 DEFAULT_VIEWS = 500
 DEFAULT_RESOLUTION = 384
-_PAD = 4096  # faces are padded to a multiple of this: one compile serves many meshes
 _DISTANCE = 20.0  # camera distance in bounding radii (near-orthographic)
 _FILL = 0.95  # the bounding sphere spans this fraction of the image
 
@@ -90,9 +91,8 @@ def visible_faces(mesh: Mesh, *, views: int = DEFAULT_VIEWS, resolution: int = D
     radius = float(np.linalg.norm(v - centre, axis=1).max())
     if not radius > 0:  # every vertex at one point: nothing covers a pixel
         return np.zeros(num_faces, bool)
-    # A triangle soup padded with masked-out faces: meshes whose face counts round up to the
-    # same multiple of 4096 share one compiled render, whatever their vertex counts.
-    fp = -(-num_faces // _PAD) * _PAD
+    # A triangle soup padded with masked-out faces: one compiled render per face bucket.
+    fp = visibility_face_bucket(num_faces)
     corners = np.zeros((fp, 3, 3), np.float32)
     corners[:num_faces] = (v - centre)[mesh.faces]
     soup = np.arange(3 * fp, dtype=np.int32).reshape(fp, 3)

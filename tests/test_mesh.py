@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fgpose import mesh as fm
+from fgpose.mesh import io as mesh_io
 from fgpose.mesh import (
     Mesh,
     decimate,
@@ -434,7 +435,7 @@ def test_cache_hit_obj_and_env_default(car_path, tmp_path, monkeypatch):
     assert fm.default_cache_dir() == cache
     first = load_mesh(car_path, max_faces=5000)  # default cache dir from the env var
     assert len(list(cache.glob("*.npz"))) == 1
-    monkeypatch.setattr(fm, "_read_obj", _fail)
+    monkeypatch.setattr(mesh_io, "_read_obj", _fail)
     second = load_mesh(car_path, max_faces=5000)
     np.testing.assert_array_equal(second.vertices, first.vertices)
     np.testing.assert_array_equal(second.faces, first.faces)
@@ -449,3 +450,47 @@ def test_cache_invalidated_when_file_changes(tmp_path):
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert load_mesh(path, cache_dir=cache).vertices[1, 0] == 5
+
+
+# ---------------------------------------------------------------------------------------
+# Package layering: fgpose.visibility sits between fgpose.mesh.types and fgpose.mesh.loader
+# ---------------------------------------------------------------------------------------
+
+
+def _fgpose_imports(path: pathlib.Path) -> set[str]:
+    """Every ``fgpose...`` module named by an import statement of ``path`` (any depth)."""
+    import ast  # noqa: PLC0415
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return {n for n in names if n.split(".")[0] == "fgpose"}
+
+
+def test_package_layering():
+    root = pathlib.Path(fm.__file__).parent
+    # visibility imports the Mesh type from its own module, never the package facade
+    # (whose loader uses visibility); within the package only the loader uses visibility.
+    vis = _fgpose_imports(root.parent / "visibility.py")
+    assert {n for n in vis if n.startswith("fgpose.mesh")} == {"fgpose.mesh.types", "fgpose.mesh.types.Mesh"}
+    users = sorted(p.name for p in root.glob("*.py") if any("visibility" in n for n in _fgpose_imports(p)))
+    assert users == ["loader.py"]
+    # Either import order works, and importing the package does not load the rasterizer.
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = (
+        "import sys\n"
+        "import fgpose.mesh\n"
+        "assert 'fgpose.raster' not in sys.modules and 'fgpose.visibility' not in sys.modules\n"
+        "import fgpose.visibility\n"
+        "assert fgpose.visibility.Mesh is fgpose.mesh.Mesh\n"
+    )
+    reverse = "import fgpose.visibility\nfrom fgpose.mesh import load_mesh, Mesh\nassert fgpose.visibility.Mesh is Mesh\n"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root.parent.parent), os.environ.get("PYTHONPATH", "")]))
+    for src in (code, reverse):
+        subprocess.run([sys.executable, "-c", src], check=True, env=env, timeout=300)

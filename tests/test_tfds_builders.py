@@ -28,7 +28,8 @@ tfds = pytest.importorskip("tensorflow_datasets")
 import tfds_builders  # noqa: E402,F401  (registers the builders)
 from fgpose import annotations as anno_lib  # noqa: E402
 from fgpose import mesh as mesh_lib  # noqa: E402
-from fgpose.example_geometry import canvas_side, count_bucket, example_geometry, field_size  # noqa: E402
+from fgpose.buckets import canvas_side, count_bucket  # noqa: E402
+from fgpose.record_geometry import field_size, record_geometry  # noqa: E402
 from tests.reference import camera as ref_camera  # noqa: E402
 from tests.reference import project as project64  # noqa: E402
 from tfds_builders import base  # noqa: E402
@@ -92,10 +93,10 @@ def test_field_size_and_buckets():
 
 
 @pytest.mark.parametrize("image_hw,field_max_side", [((400, 600), None), ((700, 500), 128)])
-def test_example_geometry_box_mesh(image_hw, field_max_side):
+def test_record_geometry_box_mesh(image_hw, field_max_side):
     v, f = _box_mesh()
     pose = np.array([0.7, 0.3, 0.1, 1.6, 400.0, 5.0, -8.0])
-    g = example_geometry(v, f, pose, image_hw, field_max_side)
+    g = record_geometry(v, f, pose, image_hw, field_max_side)
     r, k, p = ref_camera(pose, image_hw)
     np.testing.assert_allclose(g["rotation"], r, atol=2e-6)
     np.testing.assert_allclose(g["intrinsics"], k, rtol=1e-6, atol=1e-4)
@@ -110,7 +111,7 @@ def test_example_geometry_box_mesh(image_hw, field_max_side):
     # Off-screen object: empty mask, zero box.
     away = pose.copy()
     away[5] = 5000.0
-    g2 = example_geometry(v, f, away, image_hw, field_max_side)
+    g2 = record_geometry(v, f, away, image_hw, field_max_side)
     assert not g2["mask"].any() and not g2["box"].any()
 
 

@@ -3,7 +3,7 @@ read from a manual directory laid out like the finegrained-pose release) and
 ``synthetic_pose3d`` (procedural, embedded). Importing this package registers all four.
 
 Each builder is a thin wrapper: it parses its layout and calls
-:func:`fgpose.example_geometry.example_geometry` (camera matrices, box, mask and location
+:func:`fgpose.record_geometry.record_geometry` (camera matrices, box, mask and location
 field from fgpose's camera and jitted rasterizer). Features: spec section A
 (:func:`tfds_builders.base.pose3d_features`). Default file format: array_record, so
 ``tfds.data_source(name, data_dir=...)`` gives random access.

@@ -2,7 +2,7 @@
 
 Every builder emits the same per-example features (:func:`pose3d_features`); the geometry
 (camera matrices, box, mask, location field) comes from
-:func:`fgpose.example_geometry.example_geometry`. This module holds what the builders
+:func:`fgpose.record_geometry.record_geometry`. This module holds what the builders
 share and nothing dataset-specific:
 
 * :class:`Pose3DConfig` — builder config with ``annotation_version``, ``field_max_side``
@@ -37,7 +37,7 @@ from tensorflow_datasets.core import utils as tfds_utils
 
 from fgpose import annotations as anno_lib
 from fgpose import mesh as mesh_lib
-from fgpose.example_geometry import PaddedMesh, example_geometry, pad_mesh
+from fgpose.record_geometry import pad_mesh, record_geometry
 
 log = logging.getLogger("tfds_builders")
 
@@ -250,7 +250,7 @@ class Pose3DBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             # Not restored from disk: make array_record (random access) the default.
             self.info.set_file_format(tfds.core.FileFormat.ARRAY_RECORD, override=True)
         self._skips = SkipLog()
-        self._mesh_cache: dict[str, PaddedMesh | Exception] = {}
+        self._mesh_cache: dict[str, mesh_lib.PackedMeshes | Exception] = {}
 
     @tfds_utils.classproperty
     @classmethod
@@ -315,7 +315,7 @@ class Pose3DBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         log.warning("%s/%s: %d inputs skipped in total (details in %s)",
                     self.name, self.builder_config.name, summary["total"], path)
 
-    def _geometry_mesh(self, model_id: str, loader: Callable[[], mesh_lib.Mesh]) -> PaddedMesh:
+    def _geometry_mesh(self, model_id: str, loader: Callable[[], mesh_lib.Mesh]) -> mesh_lib.PackedMeshes:
         """The padded mesh of ``model_id``, loaded once (a load error is cached and re-raised)."""
         if model_id not in self._mesh_cache:
             try:
@@ -338,11 +338,11 @@ class Pose3DBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         model_id: str,
         category: str,
         pose: np.ndarray,
-        mesh: PaddedMesh,
+        mesh: mesh_lib.PackedMeshes,
     ) -> dict[str, Any] | None:
         """The feature dict of one example, or ``None`` when the model's mask is empty."""
         cfg = self.builder_config
-        geo = example_geometry(None, None, pose, image_hw, cfg.field_max_side, mesh=mesh)
+        geo = record_geometry(None, None, pose, image_hw, cfg.field_max_side, mesh=mesh)
         if not geo["mask"].any():
             return None
         return {

@@ -44,6 +44,7 @@ import numpy as np
 from scipy import special
 
 from fgpose import camera
+from fgpose.buckets import pow2_sample_count
 
 __all__ = [
     "default_points",
@@ -339,7 +340,7 @@ def sample_poses(
             break
         # Candidates in power-of-two batches (few distinct shapes for the eager JAX
         # projection); candidate j is tried for slot todo[j % len(todo)].
-        m = 1 << max(6, int(np.ceil(np.log2(1.5 * todo.size))))
+        m = pow2_sample_count(todo.size)
         slot = np.arange(m) % todo.size
         cand = prior.sample_raw(rng, m)
         bb = None if b is None else (b if b.ndim == 2 else b[todo[slot]])

@@ -27,8 +27,8 @@ Appearance, all drawn from the ``rng`` passed to each call:
 Rendering uses one OSMesa (or EGL) context per :class:`PhotoRenderer`; a renderer of canvas
 size ``(height, width)`` renders any photo up to that size (it draws into the canvas'
 top-left corner, which leaves the pixel geometry unchanged, and crops), so one renderer
-serves photos of many sizes. :func:`render_photo` keeps a few renderers (canvas sizes
-rounded up to multiples of 256 px) alive per process.
+serves photos of many sizes. :func:`render_photo` keeps a few renderers (canvas sides
+:func:`fgpose.buckets.photo_canvas_side` of the photo's) alive per process.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fgpose import camera
+from fgpose.buckets import photo_canvas_side
 from fgpose.mesh import Mesh
 from fgpose.pyrender_backend import _pyrender, camera_pose
 from fgpose.synthetic.shapes import CAR_PARTS
@@ -340,10 +341,6 @@ _RENDERERS: collections.OrderedDict[tuple[int, int], PhotoRenderer] = collection
 _MAX_RENDERERS = 3
 
 
-def _bucket(x: int) -> int:
-    return max(256, -(-int(x) // 256) * 256)
-
-
 def render_photo(
     mesh: Mesh,
     pose: np.ndarray,
@@ -362,7 +359,7 @@ def render_photo(
       ``(H, W, 3)`` uint8 (and the ``(H, W)`` bool mask with ``return_mask=True``).
     """
     h, w = int(image_hw[0]), int(image_hw[1])
-    key = (_bucket(h), _bucket(w))
+    key = (photo_canvas_side(h), photo_canvas_side(w))
     r = _RENDERERS.get(key)
     if r is None:
         r = _RENDERERS[key] = PhotoRenderer(*key)

@@ -12,7 +12,7 @@ names such as ``car_sedan_00`` / ``airplane_airliner_00`` are the label names). 
   rng, category=..., parts=...)`` (pyrender, random paint, car glass/tyres/lamps, lights and background; rendered in a
   worker process, see ``render_worker.py``), stored as JPEG (quality 95);
 * ``box``, ``mask``, ``location_field`` and the camera matrices come from
-  :func:`fgpose.example_geometry.example_geometry` (the JAX rasterizer; it agrees with the
+  :func:`fgpose.record_geometry.record_geometry` (the JAX rasterizer; it agrees with the
   pyrender photo's object pixels, see the tests).
 
 Configs: ``tiny`` (default; 4 car + 4 aircraft classes, 192 train / 64 test photos with the
@@ -36,7 +36,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fgpose import mesh as mesh_lib
-from fgpose.example_geometry import count_bucket, pad_mesh
+from fgpose.buckets import count_bucket
+from fgpose.record_geometry import pad_mesh
 from tfds_builders import base
 
 log = logging.getLogger("tfds_builders")

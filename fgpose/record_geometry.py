@@ -1,8 +1,9 @@
-"""Per-example ground-truth geometry shared by every TFDS builder (spec section A).
+"""Ground-truth geometry of one dataset record, shared by every TFDS builder.
 
 Given a mesh, a raw release pose ``(azimuth, elevation, theta, distance, f, u, v)`` and the
-original photo size ``(H, W)``, :func:`example_geometry` returns the camera matrices in
-original-photo pixels and the rendered ground truth at the *field resolution*:
+original photo size ``(H, W)``, :func:`record_geometry` returns the camera matrices in
+original-photo pixels and the rendered ground truth at the *field resolution*: the
+geometry features of ``tfds_builders.base.pose3d_features``, plus the field-frame projection.
 
 * ``rotation`` ``(3, 3)`` float32: ``R = Rz(theta) Rx(elevation) Ry(azimuth)``;
 * ``intrinsics`` ``(3, 3)`` float32: ``K`` in original-photo pixels (the annotation-frame K
@@ -24,39 +25,33 @@ Field resolution (:func:`field_size`): the original size, or the photo scaled by
 ``h = round(H * s)``, ``w = round(W * s)`` (Python ``round``, at least 1).
 
 Rendering uses the jitted :func:`fgpose.raster.render`. Its compiled program depends on the
-image size and the mesh's array sizes, which vary from example to example, so both are
-*bucketed* to keep the number of compilations small (:func:`canvas_hw`): the field is
-rendered into a larger canvas and cropped (pixel coordinates do not depend on the canvas
-size, so the crop equals a render at ``h x w`` exactly), and meshes are padded
-(:func:`pad_mesh`) to bucketed vertex/face counts with masked-out faces. With a
-``field_max_side`` every field fits one square canvas of side
-``canvas_side(field_max_side)``, so there is one compilation per mesh-size bucket;
-without a cap each side is bucketed separately. Measured on 2 shared CPU cores: one
-compilation costs 1.5-6 s, while rendering the 29k-face car into a 640 x 640 canvas instead
-of 448 x 640 costs ~5 ms more, so a few thousand images amortise the single canvas.
+image size and the mesh's array sizes, which vary from record to record, so both are
+*bucketed* to keep the number of compilations small: the field is rendered into a larger
+canvas (:func:`fgpose.buckets.canvas_hw`) and cropped (pixel coordinates do not depend on
+the canvas size, so the crop equals a render at ``h x w`` exactly), and meshes are padded
+(:func:`pad_mesh`) to :func:`fgpose.buckets.count_bucket` vertex/face counts with
+masked-out faces. With a ``field_max_side`` every field fits one square canvas of side
+``canvas_side(field_max_side)`` (:func:`fgpose.buckets.canvas_side`), so there is one
+compilation per mesh-size bucket; without a cap each side is bucketed separately (the
+measured trade-off is in ``docs/lab_notes_mesh.md``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Sequence
 
 import jax
 import numpy as np
 
 from fgpose import camera, raster
-from fgpose import mesh as mesh_lib
+from fgpose.buckets import canvas_hw, count_bucket
+from fgpose.mesh import Mesh, PackedMeshes, pack_mesh
 
 __all__ = [
-    "PaddedMesh",
-    "canvas_hw",
-    "canvas_side",
-    "count_bucket",
-    "example_geometry",
     "field_size",
     "mask_box",
     "pad_mesh",
+    "record_geometry",
 ]
 
 
@@ -79,80 +74,35 @@ def field_size(image_hw: Sequence[int], field_max_side: int | None = None) -> tu
     return max(1, round(height * s)), max(1, round(width * s))
 
 
-def canvas_side(side: int, minimum: int = 32) -> int:
-    """Bucketed canvas side ``>= side``: a multiple of ``2**(floor(log2(side)) - 2)``.
-
-    Four buckets per octave (e.g. 427 -> 448, 480 -> 512, 640 -> 640, 300 -> 320), so a
-    canvas wastes at most 25 % per side. Sides below ``minimum`` use ``minimum``.
-    """
-    side = max(int(side), int(minimum))
-    step = 1 << max(0, side.bit_length() - 3)
-    return -(-side // step) * step
-
-
-def canvas_hw(field_hw: Sequence[int], field_max_side: int | None = None) -> tuple[int, int]:
-    """Canvas ``(Hc, Wc)`` into which an ``h x w`` field is rendered (then cropped).
-
-    ``(S, S)`` with ``S = canvas_side(field_max_side)`` when a cap is given (every field of
-    that cap fits, one compiled program), else ``(canvas_side(h), canvas_side(w))``.
-    """
-    h, w = (int(x) for x in field_hw)
-    if field_max_side is not None:
-        side = canvas_side(max(int(field_max_side), h, w))
-        return side, side
-    return canvas_side(h), canvas_side(w)
-
-
-def count_bucket(n: int, minimum: int = 1024) -> int:
-    """Bucketed array length ``>= n``: ``2**k`` or ``1.5 * 2**k`` (two buckets per octave)."""
-    n = max(int(n), int(minimum))
-    p = 1 << (n - 1).bit_length()  # smallest power of two >= n
-    return p * 3 // 4 if p * 3 // 4 >= n else p
-
-
-@dataclasses.dataclass(frozen=True)
-class PaddedMesh:
-    """A mesh padded to bucketed sizes for :func:`fgpose.raster.render` (device arrays).
-
-    Attributes:
-      vertices: ``(Vb, 3)`` float32 model-space vertices; padding vertices are 0.
-      faces: ``(Fb, 3)`` int32; padding faces are ``(0, 0, 0)``.
-      face_mask: ``(Fb,)`` bool, True for the real faces.
-      num_vertices, num_faces: the real counts.
-    """
-
-    vertices: jax.Array
-    faces: jax.Array
-    face_mask: jax.Array
-    num_vertices: int
-    num_faces: int
-
-
 def pad_mesh(
     vertices: np.ndarray,
     faces: np.ndarray,
     num_vertices: int | None = None,
     num_faces: int | None = None,
-) -> PaddedMesh:
-    """Pads ``(V, 3)`` vertices and ``(F, 3)`` faces for :func:`example_geometry`.
+) -> PackedMeshes:
+    """Pads ``(V, 3)`` vertices and ``(F, 3)`` faces for :func:`record_geometry`.
 
-    Do this once per mesh and pass the result to :func:`example_geometry` (``mesh=``), so
+    Do this once per mesh and pass the result to :func:`record_geometry` (``mesh=``), so
     that the padded arrays live on the device and many meshes share compiled programs.
 
     Args:
-      vertices, faces: the mesh.
+      vertices, faces: the mesh (model units; ``faces`` int indices into ``vertices``).
       num_vertices, num_faces: padded sizes (>= the real ones); default
-        :func:`count_bucket` of the real sizes. Give a set of meshes known in advance the
-        same sizes to compile the rasterizer once for all of them.
+        :func:`fgpose.buckets.count_bucket` of the real sizes. Give a set of meshes known in
+        advance the same sizes to compile the rasterizer once for all of them.
+
+    Returns:
+      An unbatched :class:`fgpose.mesh.PackedMeshes` of device arrays: ``vertices (Vb, 3)
+      float32``, ``faces (Fb, 3) int32``, ``face_mask (Fb,)`` and ``vertex_mask (Vb,)`` bool
+      (its ``num_vertices`` / ``num_faces`` are the real counts).
     """
-    mesh = mesh_lib.Mesh(vertices, faces)  # checks shapes and indices
+    mesh = Mesh(vertices, faces)  # checks shapes and indices
     if mesh.num_faces == 0:
         raise ValueError("the mesh has no faces")
     vb = count_bucket(mesh.num_vertices) if num_vertices is None else int(num_vertices)
     fb = count_bucket(mesh.num_faces) if num_faces is None else int(num_faces)
-    packed = mesh_lib.pack_mesh(mesh, vb, fb)  # raises when the sizes are below the mesh's
-    v, f, m = jax.device_put((packed.vertices, packed.faces, packed.face_mask))
-    return PaddedMesh(vertices=v, faces=f, face_mask=m, num_vertices=mesh.num_vertices, num_faces=mesh.num_faces)
+    packed = pack_mesh(mesh, vb, fb)  # raises when the sizes are below the mesh's
+    return jax.device_put(packed)
 
 
 def mask_box(mask: np.ndarray) -> np.ndarray:
@@ -179,16 +129,16 @@ def _pose_array(pose) -> np.ndarray:
     return pose
 
 
-def example_geometry(
+def record_geometry(
     vertices: np.ndarray | None,
     faces: np.ndarray | None,
     pose,
     image_hw: Sequence[int],
     field_max_side: int | None = None,
     *,
-    mesh: PaddedMesh | None = None,
+    mesh: PackedMeshes | None = None,
 ) -> dict[str, np.ndarray]:
-    """Camera matrices, box, mask and location field of one example (module docstring).
+    """Camera matrices, box, mask and location field of one record (module docstring).
 
     Args:
       vertices: ``(V, 3)`` model-space vertices (model units; ShapeNet: unit bbox diagonal),
