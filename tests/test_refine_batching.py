@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from fgpose import annotations as anno_lib
+from fgpose import buckets
 from fgpose import mesh as mesh_lib
 from fgpose.refine import batching
 from fgpose.refine.inputs import ImageInput, Skip
@@ -27,9 +28,9 @@ def _mesh(num_vertices: int, num_faces: int) -> mesh_lib.Mesh:
 
 
 def test_round_up_and_octave_bucket():
-    assert [batching.round_up(n, 16) for n in (0, 1, 16, 17, 200, 225)] == [0, 16, 16, 32, 208, 240]
+    assert [buckets.round_up(n, 16) for n in (0, 1, 16, 17, 200, 225)] == [0, 16, 16, 32, 208, 240]
     # 8 steps per octave: [16, 32) in steps of 2, [32, 64) in steps of 4, [2048, 4096) in steps of 256.
-    assert [batching.octave_bucket(n) for n in (1, 16, 17, 31, 33, 37, 40, 2049, 4096)] == [
+    assert [buckets.refine_count_bucket(n) for n in (1, 16, 17, 31, 33, 37, 40, 2049, 4096)] == [
         16, 16, 18, 32, 36, 40, 40, 2304, 4096]
 
 

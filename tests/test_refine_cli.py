@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from fgpose import annotations as anno_lib
+from fgpose import buckets
 from fgpose import camera, mesh as mesh_lib, raster
 from fgpose.refine import __main__ as cli
 from fgpose.refine import batching, inputs, journal, search
@@ -272,5 +273,5 @@ def test_mask_reading_and_paths(tmp_path):
         inputs.mask_path(tmp_path, "../x.jpg")
     assert inputs.mesh_candidates(tmp_path, "m", "FGVC_Aircraft") == [tmp_path / "02691156/m/model.obj",
                                                                       tmp_path / "m/model.obj"]
-    assert [batching.octave_bucket(n) for n in (1, 16, 17, 100, 3000, 3072, 3073)] == [
+    assert [buckets.refine_count_bucket(n) for n in (1, 16, 17, 100, 3000, 3072, 3073)] == [
         16, 16, 18, 104, 3072, 3072, 3328]

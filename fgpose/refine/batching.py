@@ -4,8 +4,8 @@ Each :class:`SearchBatch` is one jitted search call (:func:`refine_batch`): the 
 by :func:`fgpose.mesh.pack_meshes`, the reference masks padded to a common height. To bound
 recompilation, batch shapes are rounded up: the batch is filled to the batch size
 (repeating its last image, whose extra results are dropped), frame heights to a multiple of
-:data:`HEIGHT_MULTIPLE` rows (:func:`round_up`), face and vertex counts to 8 steps per
-octave (:func:`octave_bucket`).
+:data:`fgpose.buckets.HEIGHT_MULTIPLE` rows (:func:`fgpose.buckets.frame_height_bucket`), face
+and vertex counts to 8 steps per octave (:func:`fgpose.buckets.refine_count_bucket`).
 
 :func:`search_batches` turns scanned inputs (:func:`fgpose.refine.inputs.scan`) into such
 batches, in order of (model id, frame height) so that a model's images share batches,
@@ -21,29 +21,12 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from fgpose import annotations as anno_lib
+from fgpose import buckets
 from fgpose import camera
 from fgpose import mesh as mesh_lib
 from fgpose.refine import search
 from fgpose.refine.inputs import ImageInput, Skip, read_mask
 from fgpose.refine.mesh_store import MeshStore
-
-HEIGHT_MULTIPLE = 16
-"""Padded frame heights (and overlay heights) are multiples of this many rows."""
-
-
-def round_up(n: int, multiple: int) -> int:
-    """The smallest multiple of ``multiple`` that is ``>= n`` (``n >= 0``, ``multiple >= 1``)."""
-    return -(-n // multiple) * multiple
-
-
-def octave_bucket(n: int) -> int:
-    """Rounds a vertex or face count ``n`` up to 8 steps per octave (at most 12.5% padding),
-    and to at least 16: ``1..16 -> 16``, ``17 -> 18``, ``100 -> 104``, ``3073 -> 3328``."""
-    if n <= 16:
-        return 16
-    step = 2 ** (n.bit_length() - 1 - 3)
-    return round_up(n, step)
-
 
 @dataclasses.dataclass(frozen=True)
 class SearchImage:
@@ -71,8 +54,8 @@ class SearchBatch:
     """The arrays of one search call, padded to static shapes (module docstring).
 
     With ``B`` the batch size (``len(images) <= B``; rows ``len(images)..B-1`` repeat the
-    last image), ``Hp = round_up(max frame height, HEIGHT_MULTIPLE)``, ``V``/``F`` the
-    :func:`octave_bucket` of the largest vertex/face count:
+    last image), ``Hp = buckets.frame_height_bucket(max frame height)``, ``V``/``F`` the
+    :func:`fgpose.buckets.refine_count_bucket` of the largest vertex/face count:
 
     Attributes:
       images: the real images, in row order.
@@ -96,8 +79,8 @@ class SearchBatch:
 
 
 def _pack_bucketed(meshes: list[mesh_lib.Mesh]) -> mesh_lib.PackedMeshes:
-    return mesh_lib.pack_meshes(meshes, max_vertices=octave_bucket(max(m.num_vertices for m in meshes)),
-                                max_faces=octave_bucket(max(m.num_faces for m in meshes)))
+    return mesh_lib.pack_meshes(meshes, max_vertices=buckets.refine_count_bucket(max(m.num_vertices for m in meshes)),
+                                max_faces=buckets.refine_count_bucket(max(m.num_faces for m in meshes)))
 
 
 def pack_batch(images: list[SearchImage], batch_size: int) -> SearchBatch:
@@ -110,7 +93,7 @@ def pack_batch(images: list[SearchImage], batch_size: int) -> SearchBatch:
     padded = list(images) + [images[-1]] * (batch_size - len(images))
     coarse = None if padded[0].coarse_mesh is None else _pack_bucketed([im.coarse_mesh for im in padded])
     heights = np.array([im.frame_height for im in padded], np.int32)
-    refs = np.zeros((batch_size, round_up(int(heights.max()), HEIGHT_MULTIPLE), camera.ANNOTATION_WIDTH), bool)
+    refs = np.zeros((batch_size, buckets.frame_height_bucket(int(heights.max())), camera.ANNOTATION_WIDTH), bool)
     for i, im in enumerate(padded):
         refs[i, : im.frame_height] = im.reference
     poses = np.array([[getattr(im.annotation, k) for k in camera.POSE_FIELDS] for im in padded], np.float64)

@@ -4,7 +4,7 @@
 the photo resized to ``width`` (height ``int(H * width / W)``) with the reference mask
 tinted blue, the starting (v1) silhouette outlined in red, the refined one in green, and
 both IoUs. The silhouettes of a batch are rendered in one rasterizer call at the overlay's
-size (its height padded to a multiple of :data:`fgpose.refine.batching.HEIGHT_MULTIPLE`).
+size (its height padded to a multiple of :data:`fgpose.buckets.HEIGHT_MULTIPLE`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Mapping
 import numpy as np
 from PIL import Image
 
-from fgpose import camera, raster, viz
-from fgpose.refine.batching import HEIGHT_MULTIPLE, SearchBatch, round_up
+from fgpose import buckets, camera, raster, viz
+from fgpose.refine.batching import SearchBatch
 from fgpose.refine.inputs import ImageInput, png_path
 
 
@@ -37,7 +37,7 @@ def draw_overlays(batch: SearchBatch, records: list[dict], inputs: Mapping[str, 
         raise ValueError("draw_overlays: records and batch images differ")
     photos = [inputs[im.key] for im in batch.images]
     sizes = [(max(1, (im.height * width) // im.width), width) for im in photos]
-    pad_h = round_up(max(h for h, _ in sizes), HEIGHT_MULTIPLE)
+    pad_h = buckets.frame_height_bucket(max(h for h, _ in sizes))
     proj = []
     for which in ("v1", "refined"):
         for im, rec, size in zip(photos, records, sizes):
