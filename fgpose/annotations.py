@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fgpose import camera
+from fgpose.atomic_io import atomic_write
 from fgpose.safe_repr import short_repr
 
 RELEASE_DIR_ENV = "FGPOSE_RELEASE_DIR"
@@ -388,14 +389,7 @@ def save_annotations(
     """
     path = pathlib.Path(path)
     data = {key: _validated(key, ann.to_record(), path) for key, ann in _as_annotation_dict(annotations).items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            pickle.dump(data, fh, protocol=2)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: pickle.dump(data, fh, protocol=2))
 
 
 def poses_from_annotations(

@@ -26,12 +26,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from fgpose.atomic_io import atomic_write
 from fgpose.mesh.io import MeshError, read_mesh_file
 from fgpose.mesh.simplify import decimate, normalize_mesh, remove_degenerate_faces
 from fgpose.mesh.types import Mesh
@@ -101,24 +101,20 @@ def _load_cached(file: Path) -> _Entry | None:
 
 
 def _store_cached(file: Path, entry: _Entry) -> None:
+    """Writes ``entry`` to ``file`` atomically (concurrent readers never see a partial file)."""
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    vertices=entry.mesh.vertices,
-                    faces=entry.mesh.faces,
-                    num_faces=np.int64(entry.mesh.num_faces),
-                    source_sha256=np.str_(entry.source_sha256),
-                    source_faces=np.int64(entry.source_faces),
-                )
-            os.replace(tmp, file)  # atomic: concurrent readers never see a partial file
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(
+            file,
+            lambda fh: np.savez(
+                fh,
+                vertices=entry.mesh.vertices,
+                faces=entry.mesh.faces,
+                num_faces=np.int64(entry.mesh.num_faces),
+                source_sha256=np.str_(entry.source_sha256),
+                source_faces=np.int64(entry.source_faces),
+            ),
+        )
     except OSError as e:
         warnings.warn(f"could not write mesh cache entry {file}: {e}", stacklevel=4)
 
