@@ -21,6 +21,13 @@ GOOD = {
 }
 """A valid release record (``cars_train/00001.jpg``'s v1 annotation)."""
 
+BOX = (
+    "v -0.3 -0.15 -0.2\nv 0.3 -0.15 -0.2\nv 0.3 0.15 -0.2\nv -0.3 0.15 -0.2\n"
+    "v -0.3 -0.15 0.2\nv 0.3 -0.15 0.2\nv 0.3 0.15 0.2\nv -0.3 0.15 0.2\n"
+    "f 1 4 3 2\nf 5 6 7 8\nf 1 2 6 5\nf 3 4 8 7\nf 2 3 7 6\nf 1 5 8 4\n"
+)
+"""OBJ text of a 0.6 x 0.3 x 0.4 box centred on the origin (6 quads, 12 triangles)."""
+
 NEST_DEPTH = 200_000
 """Depth of the nested list of :func:`nested_value_pickle` (the issue's example)."""
 

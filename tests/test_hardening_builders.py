@@ -15,14 +15,11 @@ from PIL import Image
 
 from fgpose import annotations as anno_lib
 from fgpose import mesh as mesh_lib
-from tests.hardening_inputs import GOOD, malicious_pickle, nested_value_pickle, records_pickle
+from tests.hardening_inputs import BOX, GOOD, malicious_pickle, nested_value_pickle, records_pickle
 from tfds_builders import base, build
 import tfds_builders.stanford_cars3d  # noqa: F401 - registers the builder
 
 MODEL = "boxmodel"
-BOX = "v -0.3 -0.15 -0.2\nv 0.3 -0.15 -0.2\nv 0.3 0.15 -0.2\nv -0.3 0.15 -0.2\n" \
-      "v -0.3 -0.15 0.2\nv 0.3 -0.15 0.2\nv 0.3 0.15 0.2\nv -0.3 0.15 0.2\n" \
-      "f 1 4 3 2\nf 5 6 7 8\nf 1 2 6 5\nf 3 4 8 7\nf 2 3 7 6\nf 1 5 8 4\n"
 POSE = dict(GOOD, model_id=MODEL, azimuth=0.0, elevation=0.0, theta=0.0, distance=2.0, f=300.0, u=0.0, v=0.0)
 BAD = {
     "tiny_distance.jpg": dict(POSE, distance=1e-300),  # 0 in float32: a full-frame box before

@@ -13,11 +13,8 @@ from PIL import Image
 
 from fgpose import atomic_io, raster, render
 from fgpose import mesh as mesh_lib
-from tests.hardening_inputs import GOOD, nested_value_pickle, records_pickle
+from tests.hardening_inputs import BOX, GOOD, nested_value_pickle, records_pickle
 
-BOX = "v -0.3 -0.15 -0.2\nv 0.3 -0.15 -0.2\nv 0.3 0.15 -0.2\nv -0.3 0.15 -0.2\n" \
-      "v -0.3 -0.15 0.2\nv 0.3 -0.15 0.2\nv 0.3 0.15 0.2\nv -0.3 0.15 0.2\n" \
-      "f 1 4 3 2\nf 5 6 7 8\nf 1 2 6 5\nf 3 4 8 7\nf 2 3 7 6\nf 1 5 8 4\n"
 POSE = ["0", "0", "0", "2", "300", "0", "0"]
 
 
