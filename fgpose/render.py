@@ -141,6 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _photo_size(path: pathlib.Path) -> tuple[int, int]:
+    """``(W, H)`` of a photo from its header (nothing decoded yet); ``ValueError`` if unreadable."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ValueError(f"cannot read the photo {path}: {err}") from None
+
+
+def _load_photo(path: pathlib.Path) -> np.ndarray:
+    """The photo as ``(H, W, 3)`` uint8 RGB; ``ValueError`` if it cannot be decoded."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ValueError(f"cannot decode the photo {path}: {err}") from None
+
+
 def _resolve(args: argparse.Namespace, parser: argparse.ArgumentParser):
     if (args.pose is None) == (args.annotations is None):
         parser.error("give exactly one of --pose or --annotations/--key")
@@ -166,10 +184,8 @@ def _resolve(args: argparse.Namespace, parser: argparse.ArgumentParser):
             parser.error("give --mesh, or --annotations with --cad-dir")
         synset = anno_lib.get_dataset(args.dataset).synset
         mesh_path = args.cad_dir / synset / model_id / "model.obj"
-    photo = None
     if args.image is not None:
-        photo = np.asarray(Image.open(args.image).convert("RGB"))
-        orig_h, orig_w = photo.shape[:2]
+        orig_w, orig_h = _photo_size(args.image)
     elif args.image_size is not None:
         orig_w, orig_h = args.image_size
     else:
@@ -188,7 +204,7 @@ def _resolve(args: argparse.Namespace, parser: argparse.ArgumentParser):
         out_size = (orig_h, orig_w)
     else:
         out_size = args.size
-    return pose, mesh_path, photo, frame_h, out_size
+    return pose, mesh_path, frame_h, out_size
 
 
 def _check_memory(height: int, width: int, num_faces: int, limit_gb: float) -> None:
@@ -214,11 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(_join_option_values(sys.argv[1:] if argv is None else list(argv)))
     created = not args.out.exists()
     try:
-        pose, mesh_path, photo, frame_h, (height, width) = _resolve(args, parser)
+        pose, mesh_path, frame_h, (height, width) = _resolve(args, parser)
         _check_memory(height, width, 0, args.max_memory_gb)  # before the mesh is even read
         check_writable_dir(args.out, OUTPUT_BYTES_PER_PIXEL * height * width)
         mesh = mesh_lib.load_mesh(mesh_path, normalize=args.normalize, max_faces=args.max_faces)
         _check_memory(height, width, mesh.num_faces, args.max_memory_gb)
+        photo = None if args.image is None else _load_photo(args.image)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         if created and args.out.is_dir() and not any(args.out.iterdir()):

@@ -197,3 +197,11 @@ def test_outputs_are_written_atomically(tmp_path, box, capsys, monkeypatch):
     assert np.load(out / "depth.npy").shape == (20, 30)
     assert np.asarray(Image.open(out / "mask.png")).shape == (20, 30)
     assert json.loads(after["render.json"])["pose"]["azimuth"] == 0.0
+
+
+def test_unreadable_photo(tmp_path, box, capsys, no_work):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")
+    rc, err = _run(["--mesh", box, "--pose", *POSE, "--image", photo, "--out", tmp_path / "o"], capsys)
+    assert (rc, err) == (2, f"error: cannot read the photo {photo}: Truncated File Read\n")
+    assert err.count("\n") == 1 and not (tmp_path / "o").exists()
