@@ -16,6 +16,14 @@ which refuses every global: only dicts, lists, tuples, strings and numbers can b
 Every record is validated into a frozen :class:`Annotation`; any problem raises
 :class:`AnnotationError` naming the file, the image key and the field.
 
+Every float field must lie in its documented range, :data:`FLOAT_BOUNDS` (checked when
+reading, when constructing an :class:`Annotation` and again when writing): the ranges hold
+every record of the release with a wide margin, and every value in them is a finite,
+normal float32, so that no pose that passes can overflow or underflow the float32 camera
+maths (a distance of ``1e-300`` becomes 0 in float32, an ``f`` of ``1e300`` becomes inf).
+Integers of any size (``10**400``), values nested any depth and huge strings give an
+:class:`AnnotationError` too, never ``OverflowError`` or ``RecursionError``.
+
 Layout of the release root (``FGPOSE_RELEASE_DIR``)::
 
     Anno3D/<Dataset>/{train,test}_anno.pkl        v1, every dataset
@@ -42,6 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fgpose import camera
+from fgpose.atomic_io import atomic_write
+from fgpose.safe_repr import short_repr
 
 RELEASE_DIR_ENV = "FGPOSE_RELEASE_DIR"
 """Environment variable holding the path of the release root (``.../finegrained_pose``)."""
@@ -54,6 +64,37 @@ FIELDS = ("model_id",) + FLOAT_FIELDS
 
 SPLITS = ("train", "test")
 
+ANGLE_LIMIT = 1e3
+"""Bound on ``|azimuth|``, ``|elevation|``, ``|theta|`` (radians). v2 angles are unwrapped;
+the release's extremes are about -2.1 and 7.1."""
+
+DISTANCE_RANGE = (1e-4, 1e6)
+"""Closed range of ``distance`` (model units; ShapeNet meshes have a unit bounding-box
+diagonal). The release's extremes are 0.215 and 384."""
+
+FOCAL_RANGE = (1e-2, 1e7)
+"""Closed range of ``f`` (pixels of the width-300 annotation frame). The release's
+extremes are 22.7 and 23,600."""
+
+OFFSET_LIMIT = 1e6
+"""Bound on ``|u|`` and ``|v|`` (pixels of the width-300 annotation frame). The release's
+extremes are about -208 and 196."""
+
+FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
+    "azimuth": (-ANGLE_LIMIT, ANGLE_LIMIT),
+    "elevation": (-ANGLE_LIMIT, ANGLE_LIMIT),
+    "theta": (-ANGLE_LIMIT, ANGLE_LIMIT),
+    "distance": DISTANCE_RANGE,
+    "f": FOCAL_RANGE,
+    "u": (-OFFSET_LIMIT, OFFSET_LIMIT),
+    "v": (-OFFSET_LIMIT, OFFSET_LIMIT),
+}
+"""``{field: (low, high)}``: the closed range every value of a float field must lie in.
+
+All bounds are normal float32 numbers and ``distance`` and ``f`` are bounded away from 0,
+so a valid pose is finite, non-denormal and (for ``distance``, ``f``) positive in float32.
+"""
+
 _POSITIVE_FIELDS = frozenset({"distance", "f"})
 _MODEL_ID_RE = re.compile(r"^[0-9A-Za-z_-]+$")
 
@@ -65,13 +106,16 @@ class AnnotationError(ValueError):
       source: the file (or ``None`` for in-memory records).
       key: the image key of the offending record, if any.
       field: the offending field, if any.
+      problem: what is wrong, without the file/key/field prefix (the whole message when
+        not given).
     """
 
-    def __init__(self, message: str, *, source=None, key=None, field=None):
+    def __init__(self, message: str, *, source=None, key=None, field=None, problem: str | None = None):
         super().__init__(message)
         self.source = source
         self.key = key
         self.field = field
+        self.problem = message if problem is None else problem
 
 
 def _where(source) -> str:
@@ -79,10 +123,10 @@ def _where(source) -> str:
 
 
 def _record_error(source, key, field, problem: str) -> AnnotationError:
-    parts = [_where(source), f"image key {key!r}"]
+    parts = [_where(source), f"image key {short_repr(key)}"]
     if field is not None:
-        parts.append(f"field {field!r}")
-    return AnnotationError(": ".join(parts + [problem]), source=source, key=key, field=field)
+        parts.append(f"field {short_repr(field)}")
+    return AnnotationError(": ".join(parts + [problem]), source=source, key=key, field=field, problem=problem)
 
 
 # ----------------------------------------------------------------------------- unpickling
@@ -114,7 +158,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):  # noqa: D102 - see class docstring
         raise AnnotationError(
-            f"{_where(self._source)}: refusing to unpickle a persistent id {pid!r}",
+            f"{_where(self._source)}: refusing to unpickle a persistent id {short_repr(pid)}",
             source=self._source,
         )
 
@@ -133,38 +177,81 @@ def safe_load_pickle(path: str | os.PathLike) -> Any:
         except AnnotationError:
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError,
-                IndexError, AttributeError, UnicodeError, OverflowError) as exc:
+                IndexError, AttributeError, UnicodeError, OverflowError, RecursionError,
+                MemoryError) as exc:
             raise AnnotationError(
-                f"{path}: not a valid annotation pickle ({type(exc).__name__}: {exc})",
+                f"{path}: not a valid annotation pickle ({type(exc).__name__}: {short_repr(str(exc), 200)})",
                 source=path,
-            ) from exc
+            ) from None
 
 
 # ----------------------------------------------------------------------------- records
 
 
 def _check_value(field: str, value: Any) -> Any:
-    """Returns the normalised value of one field or raises ``ValueError(problem)``."""
+    """Returns the normalised value of one field or raises ``ValueError(problem)``.
+
+    Float fields: a real number (not bool), finite, positive for ``distance`` and ``f``,
+    and inside :data:`FLOAT_BOUNDS` ``[field]``; returned as a Python float.
+    """
     if field == "model_id":
         if not isinstance(value, str):
-            raise ValueError(f"expected a str, got {type(value).__name__} {value!r}")
+            raise ValueError(f"expected a str, got {type(value).__name__} {short_repr(value)}")
         if not _MODEL_ID_RE.match(value):
-            raise ValueError(f"not a valid model id: {value!r}")
+            raise ValueError(f"not a valid model id: {short_repr(value)}")
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"expected a float, got {type(value).__name__} {value!r}")
-    value = float(value)
+        raise ValueError(f"expected a float, got {type(value).__name__} {short_repr(value)}")
+    try:
+        value = float(value)
+    except (OverflowError, ValueError, TypeError, ArithmeticError):
+        raise ValueError(f"expected a float, got {type(value).__name__} {short_repr(value)} "
+                         "(too large for a float)") from None
     if not math.isfinite(value):
         raise ValueError(f"expected a finite float, got {value!r}")
     if field in _POSITIVE_FIELDS and value <= 0:
         raise ValueError(f"must be positive, got {value!r}")
+    low, high = FLOAT_BOUNDS[field]
+    if not low <= value <= high:
+        raise ValueError(f"out of the valid range [{low:g}, {high:g}] (see FLOAT_BOUNDS), got {value!r}")
     return value
+
+
+def check_pose_values(values: Sequence[Any], *, source=None, key=None) -> tuple[float, ...]:
+    """Validates 7 pose values given in :data:`FLOAT_FIELDS` order (e.g. from a command line).
+
+    Args:
+      values: ``(azimuth, elevation, theta, distance, f, u, v)``; radians, model units and
+        pixels of the width-300 annotation frame.
+      source, key: name the origin in error messages (as for records).
+
+    Returns:
+      The 7 values as Python floats.
+
+    Raises:
+      AnnotationError: not 7 values, or a value that a record's field would reject
+        (:data:`FLOAT_BOUNDS`); ``field`` and ``problem`` say which and why.
+    """
+    values = list(values)
+    if len(values) != len(FLOAT_FIELDS):
+        raise _record_error(source, key, None, f"expected {len(FLOAT_FIELDS)} pose values "
+                            f"{list(FLOAT_FIELDS)}, got {len(values)}")
+    return tuple(_checked_field(source, key, field, v) for field, v in zip(FLOAT_FIELDS, values))
+
+
+def _checked_field(source, key, field: str, value: Any) -> Any:
+    """:func:`_check_value` with its ``ValueError`` turned into a record's :class:`AnnotationError`."""
+    try:
+        return _check_value(field, value)
+    except ValueError as exc:
+        raise _record_error(source, key, field, str(exc)) from None
 
 
 def _validated(key: Any, record: Any, source) -> dict[str, Any]:
     """Checks one ``{field: value}`` record; returns the normalised fields."""
     if not isinstance(key, str) or not key:
         raise _record_error(source, key, None, f"image keys must be non-empty str, got {type(key).__name__}")
+
     if not isinstance(record, Mapping):
         raise _record_error(
             source, key, None, f"expected a dict of fields {list(FIELDS)}, got {type(record).__name__}"
@@ -175,13 +262,7 @@ def _validated(key: Any, record: Any, source) -> dict[str, Any]:
     for field in record:
         if field not in FIELDS:
             raise _record_error(source, key, field, f"unexpected field (allowed: {list(FIELDS)})")
-    out = {}
-    for field in FIELDS:
-        try:
-            out[field] = _check_value(field, record[field])
-        except ValueError as exc:
-            raise _record_error(source, key, field, str(exc)) from None
-    return out
+    return {field: _checked_field(source, key, field, record[field]) for field in FIELDS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,8 +279,9 @@ class Annotation:
       f: focal length in pixels of the width-300 annotation frame, ``> 0``.
       u, v: principal-point offset from the annotation frame's centre, in its pixels.
 
-    Construction validates every field (types, finiteness, ``distance > 0``, ``f > 0``) and
-    raises :class:`AnnotationError` naming the key and field. Integers are accepted for the
+    Construction validates every field (types, finiteness, ``distance > 0``, ``f > 0``, the
+    ranges of :data:`FLOAT_BOUNDS`) and raises :class:`AnnotationError` naming the key and
+    field. Integers are accepted for the
     float fields and stored as Python floats.
     """
 
@@ -294,21 +376,20 @@ def save_annotations(
     and no globals, so :func:`load_annotations` reads it back. It is written to a temporary
     file in the same directory and renamed into place.
 
+    Every record is validated again (:data:`FLOAT_BOUNDS` included) before anything is
+    written, so a file this function writes always loads.
+
     Args:
       path: destination file.
       annotations: ``{image_key: Annotation}`` (keys must equal the records' ``key``) or an
         iterable of :class:`Annotation` (keys must be unique); order is kept.
+
+    Raises:
+      AnnotationError: a record is invalid (nothing is written).
     """
     path = pathlib.Path(path)
-    data = {key: ann.to_record() for key, ann in _as_annotation_dict(annotations).items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            pickle.dump(data, fh, protocol=2)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    data = {key: _validated(key, ann.to_record(), path) for key, ann in _as_annotation_dict(annotations).items()}
+    atomic_write(path, lambda fh: pickle.dump(data, fh, protocol=2))
 
 
 def poses_from_annotations(
@@ -565,9 +646,14 @@ def load_class_models(root: str | os.PathLike, dataset: str) -> list[str]:
 
 
 __all__ = [
+    "ANGLE_LIMIT",
     "DATASETS",
+    "DISTANCE_RANGE",
     "FIELDS",
+    "FLOAT_BOUNDS",
     "FLOAT_FIELDS",
+    "FOCAL_RANGE",
+    "OFFSET_LIMIT",
     "RELEASE_DIR_ENV",
     "SPLITS",
     "Annotation",
@@ -576,6 +662,7 @@ __all__ = [
     "RestrictedUnpickler",
     "annotation_path",
     "cad_path",
+    "check_pose_values",
     "get_dataset",
     "image_path",
     "load_annotations",

@@ -14,6 +14,7 @@ import pytest
 
 from fgpose import annotations as A
 from fgpose import camera
+from tests.hardening_inputs import GOOD  # cars_train/00001.jpg's v1 record
 
 # (dataset, split, number of annotated images) in the release.
 EXPECTED_COUNTS = [
@@ -30,16 +31,6 @@ FILES = [
     for version in ((1,) if name == "CompCars" else (1, 2))
 ]
 
-GOOD = {
-    "model_id": "189c2b53ef76d02978a20fe14185667",
-    "azimuth": 2.1869037199900627,
-    "elevation": 0.04712388980385082,
-    "theta": 0.0,
-    "distance": 0.9999999999999784,
-    "f": 346.4101615137755,
-    "u": -20.0,
-    "v": 10.0,
-}
 
 
 @pytest.fixture(scope="module")

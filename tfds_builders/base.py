@@ -38,6 +38,7 @@ from tensorflow_datasets.core import utils as tfds_utils
 from fgpose import annotations as anno_lib
 from fgpose import mesh as mesh_lib
 from fgpose.record_geometry import pad_mesh, record_geometry
+from fgpose.safe_repr import short_repr
 
 log = logging.getLogger("tfds_builders")
 
@@ -132,10 +133,16 @@ class SkipLog:
     Reasons used by the builders: ``malformed_annotation``, ``missing_photo``,
     ``corrupt_photo``, ``missing_mesh``, ``bad_mesh``, ``no_label``, ``empty_mask``,
     ``error`` (anything unexpected while making one example).
+
+    Keys come from untrusted files: a key that is not a ``str`` of at most
+    :attr:`MAX_KEY_CHARS` characters (a huge int, a deeply nested tuple, ...) is recorded and
+    logged as its :func:`fgpose.safe_repr.short_repr` (so are details that are neither text
+    nor exceptions), so that recording a skip never fails.
     """
 
     WARN_FIRST = 10
     KEEP_KEYS = 50
+    MAX_KEY_CHARS = 256
 
     def __init__(self):
         self.counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -145,11 +152,13 @@ class SkipLog:
     def skip(self, split: str, reason: str, key: str, detail: Any = "") -> None:
         """Records that ``key`` of ``split`` was skipped for ``reason`` (and warns)."""
         self.counts[split][reason] += 1
+        shown = key if isinstance(key, str) and len(key) <= self.MAX_KEY_CHARS else short_repr(key, 120)
         if len(self.keys[split][reason]) < self.KEEP_KEYS:
-            self.keys[split][reason].append(str(key))
+            self.keys[split][reason].append(shown)
         n = self.counts[split][reason]
         if n <= self.WARN_FIRST:
-            log.warning("skipping %s example %r (%s): %s", split, key, reason, detail)
+            text = str(detail) if isinstance(detail, (str, BaseException)) else short_repr(detail, 1000)
+            log.warning("skipping %s example %s (%s): %s", split, short_repr(shown, 300), reason, text)
         if n == self.WARN_FIRST:
             log.warning("further %s skips in split %s are only counted", reason, split)
 
@@ -464,6 +473,9 @@ class ReleaseBuilder(Pose3DBuilder, skip_registration=True):
                     ann = anno_lib.Annotation.from_record(key, record, source=source)
                 except anno_lib.AnnotationError as exc:
                     self._skips.skip(split, "malformed_annotation", key, exc)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a record must never stop the build
+                    self._skips.skip(split, "malformed_annotation", key, f"{type(exc).__name__}: {exc}")
                     continue
                 try:
                     example = self._example_for(root, split, ann, labels, info, cfg)

@@ -14,6 +14,10 @@ Examples::
         --set field_max_side=320 --set max_faces=8000 --manual_dir /data/finegrained_pose
 
 Prints the skip report (also written to ``skipped.json`` in the dataset directory) as JSON.
+Bad records are skipped and counted there; a build that cannot start (an unsafe or broken
+annotation pickle, e.g. one that would run code, or missing label files) prints one
+``error: ...`` line, exits with status 2 and removes every directory it created (the
+dataset's, its ``.config``, ``downloads``), so that nothing is left behind.
 Equivalent to ``tfds.builder(name, data_dir=..., config=...).download_and_prepare(
 download_config=tfds.download.DownloadConfig(manual_dir=...))``.
 """
@@ -23,6 +27,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pathlib
+import shutil
 import sys
 
 
@@ -58,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     import tfds_builders.fgvc_aircraft3d  # noqa: F401,PLC0415
     import tfds_builders.stanford_cars3d  # noqa: F401,PLC0415
     import tfds_builders.synthetic_pose3d  # noqa: F401,PLC0415
+    from fgpose.annotations import AnnotationError  # noqa: PLC0415
+    from tfds_builders.base import MissingLabelsError  # noqa: PLC0415
 
     cls = tfds.builder_cls(args.name)
     if args.instructions:
@@ -79,9 +87,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.file_format:
         kwargs["file_format"] = args.file_format
     builder = tfds.builder(args.name, **kwargs)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir))
+    made = _paths_a_build_creates(builder)
+    existed = {path for path in made if path.exists()}
+    try:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir))
+    except BaseException as exc:
+        for path in made:  # deepest first
+            if path not in existed and path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+        if isinstance(exc, (AnnotationError, MissingLabelsError)):
+            print(f"error: {exc}".splitlines()[0], file=sys.stderr)
+            return 2
+        raise
     print(json.dumps({"data_path": str(builder.data_path), **builder.skipped}, indent=2))
     return 0
+
+
+def _paths_a_build_creates(builder) -> list[pathlib.Path]:
+    """The directories ``download_and_prepare`` may create, deepest first: the dataset's
+    version and config directories, its ``.config`` metadata, the builder's directory, the
+    default ``downloads/extracted`` and ``downloads``, and the data dir itself."""
+    root = pathlib.Path(builder.data_dir_root)
+    version_dir = pathlib.Path(builder.data_dir)
+    return [
+        version_dir,
+        version_dir.parent,
+        root / builder.name / ".config",
+        root / builder.name,
+        root / "downloads" / "extracted",
+        root / "downloads",
+        root,
+    ]
 
 
 if __name__ == "__main__":

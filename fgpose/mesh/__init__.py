@@ -6,7 +6,8 @@ One module per concept, each importing only those listed before it:
   ``faces (F, 3) int32``; ShapeNet models: unit bounding-box diagonal, ``+Y`` up, ``+X``
   front) and the conventions;
 * :mod:`fgpose.mesh.triangulate` — correct triangulation of (non-convex) polygons;
-* :mod:`fgpose.mesh.io` — OBJ / PLY / trimesh readers that keep the file's vertices;
+* :mod:`fgpose.mesh.io` — OBJ / PLY / trimesh readers that keep the file's vertices, and
+  :class:`MeshError`, the error for any unusable mesh file (truncated, bad indices, ...);
 * :mod:`fgpose.mesh.simplify` — normalisation, welding, degenerate faces, decimation;
 * :mod:`fgpose.mesh.pack` — :class:`PackedMeshes`, meshes padded to common sizes for jit;
 * :mod:`fgpose.mesh.loader` — :func:`load_mesh` with its disk cache (the only one that uses
@@ -19,12 +20,14 @@ imports the submodule it needs (``from fgpose.mesh.types import Mesh``).
 
 from fgpose.mesh.types import Mesh
 from fgpose.mesh.triangulate import triangulate_polygon
+from fgpose.mesh.io import MeshError
 from fgpose.mesh.simplify import decimate, normalize_mesh, remove_degenerate_faces, weld_vertices
 from fgpose.mesh.pack import PackedMeshes, pack_mesh, pack_meshes, unpack, unpack_mesh
 from fgpose.mesh.loader import CACHE_DIR_ENV, default_cache_dir, load_mesh
 
 __all__ = [
     "Mesh",
+    "MeshError",
     "PackedMeshes",
     "load_mesh",
     "normalize_mesh",
