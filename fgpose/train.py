@@ -402,20 +402,6 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, se
     return train_step
 
 
-def place(tree: Any, shardings: Any) -> Any:
-    """Puts host values (identical on every process) onto global shardings."""
-
-    def one(x, s):
-        x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, s, lambda idx: x[idx])
-
-    return jax.tree.map(one, tree, shardings)
-
-
-def _abstract(tree: Any, shardings: Any) -> Any:
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s), tree, shardings)
-
-
 @dataclasses.dataclass
 class Setup:
     """Everything the loop (and evaluation) needs, built by :func:`setup`."""
@@ -460,8 +446,7 @@ def init_model(config, num_classes: int, mesh, *, model_fn: Callable | None = No
     model = fn(config, num_classes, seed)
     graphdef, host_state = split_model(model)
     shardings = distributed.param_shardings(host_state, mesh, mode)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), host_state)
-    return graphdef, abstract, shardings, place(host_state, shardings)
+    return graphdef, distributed.abstract(host_state), shardings, distributed.place(host_state, shardings)
 
 
 def setup(config, num_classes: int, *, model_fn: Callable | None = None, mesh=None) -> Setup:
