@@ -12,13 +12,14 @@ reports:
   top-K detections of every image, class-aware (mean over classes with ground truth) and
   class-agnostic.
 
-``~e_ADD`` needs the CAD model of each object, taken as the mesh of its ground-truth class:
+``~e_ADD`` needs the CAD model of each object, taken as the mesh of its ground-truth class,
+which the dataset's builder supplies (:func:`fgpose.data.registry.class_meshes`; up to
+:data:`MAX_VERTICES` vertices each, deterministic subsample):
 
-* real datasets (stanford_cars3d, compcars3d, fgvc_aircraft3d) with ``$FGPOSE_RELEASE_DIR``
-  set and every class's ``CAD/<synset>/<id>/model.obj`` present: the ShapeNet meshes
-  (normalised, up to :data:`MAX_VERTICES` vertices each, deterministic subsample);
-* ``synthetic_pose3d``: the procedural class meshes when the builder exposes them
-  (``Builder.class_meshes()``);
+* real datasets (stanford_cars3d, compcars3d, fgvc_aircraft3d): the release's ShapeNet
+  meshes (normalised), when ``$FGPOSE_RELEASE_DIR`` holds every class's model, reported as
+  ``add_vertices = 'cad'``;
+* ``synthetic_pose3d``: the procedural class meshes (``'class_meshes'``);
 * otherwise a proxy: the 8 corners of a centred cube of unit diagonal, reported as
   ``add_vertices = 'unit_box_corners'`` (e_R columns are unaffected).
 
@@ -44,6 +45,7 @@ import numpy as np
 from flax import nnx
 
 from fgpose import camera, distributed, metrics
+from fgpose.data import registry
 from fgpose.models import boxes
 
 log = logging.getLogger("fgpose.evaluate")
@@ -51,7 +53,8 @@ log = logging.getLogger("fgpose.evaluate")
 MAX_VERTICES = 1000
 """Vertices per CAD model used for ``~e_ADD`` (uniform deterministic subsample of larger meshes)."""
 
-REAL_DATASETS = {"stanford_cars3d": "StanfordCars", "compcars3d": "CompCars", "fgvc_aircraft3d": "FGVC_Aircraft"}
+UNIT_BOX = "unit_box_corners"
+"""``add_vertices`` of the proxy used when the builder has no meshes for the classes."""
 
 TABLE_COLUMNS = (
     ("rot_median_deg", "MedErr_R (deg)", "{:.2f}"),
@@ -188,46 +191,23 @@ def pack_vertices(vertex_list: Sequence[np.ndarray], max_vertices: int = MAX_VER
 def class_vertices(config, num_classes: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Model vertices per class for ``~e_ADD``: ``(C, N, 3)``, mask ``(C, N)``, source name.
 
-    See the module docstring for the sources tried; the fallback is
-    ``'unit_box_corners'`` (the same 8 points for every class).
+    The meshes come from the builder of ``config.dataset``
+    (:func:`fgpose.data.registry.class_meshes`); when it has none, or not ``num_classes`` of
+    them, the fallback is :data:`UNIT_BOX` (the same 8 points for every class).
     """
-    name = config.dataset.name
-    if name in REAL_DATASETS:
-        from fgpose import annotations, mesh
-
-        root = annotations.release_dir()
-        if root is not None:
-            try:
-                ids = annotations.load_class_models(root, REAL_DATASETS[name])
-                paths = [annotations.cad_path(root, REAL_DATASETS[name], i) for i in ids]
-                if len(ids) == num_classes and all(p.exists() for p in paths):
-                    vs = [mesh.load_mesh(p, normalize=True).vertices for p in paths]
-                    v, m = pack_vertices(vs)
-                    return v, m, "cad"
-                missing = sum(not p.exists() for p in paths)
-                log.warning("%d of %d CAD models missing under %s: ~e_ADD uses unit-box corners", missing,
-                            len(paths), root)
-            except (OSError, ValueError) as exc:
-                log.warning("cannot read CAD models (%s): ~e_ADD uses unit-box corners", exc)
-    else:
-        try:
-            import tensorflow_datasets as tfds
-
-            import tfds_builders  # noqa: F401
-
-            cfg = config.dataset.builder_config
-            builder = tfds.builder(name, data_dir=config.dataset.data_dir, **({"config": cfg} if cfg else {}))
-            get = getattr(builder, "class_meshes", None)
-            if get is not None:
-                meshes = get()
-                if len(meshes) == num_classes:
-                    v, m = pack_vertices([getattr(x, "vertices", x) for x in meshes])
-                    return v, m, "class_meshes"
-        except Exception as exc:  # noqa: BLE001 - any failure falls back to the documented proxy
-            log.info("no class meshes from the %s builder (%s)", name, exc)
+    ds = config.dataset
+    try:
+        meshes, source = registry.class_meshes(ds.name, ds.builder_config, ds.data_dir)
+        if len(meshes) == num_classes:
+            v, m = pack_vertices([getattr(x, "vertices", x) for x in meshes])
+            return v, m, source
+        log.warning("the %s builder has %d class meshes for %d classes: ~e_ADD uses unit-box corners", ds.name,
+                    len(meshes), num_classes)
+    except Exception as exc:  # noqa: BLE001 - any failure falls back to the documented proxy
+        log.warning("no class meshes from the %s builder (%s: %s): ~e_ADD uses unit-box corners", ds.name,
+                    type(exc).__name__, exc)
     box = unit_box_corners()
-    return np.broadcast_to(box, (num_classes,) + box.shape).copy(), np.ones((num_classes, 8), bool), \
-        "unit_box_corners"
+    return np.broadcast_to(box, (num_classes,) + box.shape).copy(), np.ones((num_classes, 8), bool), UNIT_BOX
 
 
 # ----------------------------------------------------------------------------- pose errors
@@ -449,7 +429,7 @@ def evaluate(
         (out / f"{step}.json").write_text(json.dumps(_json_safe(doc), indent=1))
         from fgpose import viz
 
-        add_label = "~e_ADD" + ("" if source in ("cad", "class_meshes") else " (unit-box corners)")
+        add_label = "~e_ADD" + (" (unit-box corners)" if source == UNIT_BOX else "")
         viz.plot_accuracy_curves(
             [(rot_t, {"ours": rot_curve}, "rotation error threshold (degrees)", "Acc (rotation)"),
              (add_t, {"ours": add_curve}, f"{add_label} threshold", "Acc (ADD)")],

@@ -230,13 +230,11 @@ def resolve_num_classes(config) -> int:
 def build_dataset(name: str, cfg: str | None, data_dir: str | None) -> None:
     """Builds a dataset that needs no download (``dataset.auto_build``, e.g. the embedded
     ``synthetic_pose3d``): process 0 prepares it, the others wait for it."""
-    import tensorflow_datasets as tfds
-
-    import tfds_builders  # noqa: F401  (registers the builders)
+    from fgpose.data import registry
 
     if jax.process_index() == 0:
         log.info("building %s/%s (dataset.auto_build) in %s", name, cfg, data_dir or "the TFDS default data_dir")
-        tfds.builder(name, data_dir=data_dir, **({"config": cfg} if cfg else {})).download_and_prepare()
+        registry.builder(name, cfg, data_dir).download_and_prepare()
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
@@ -244,11 +242,10 @@ def build_dataset(name: str, cfg: str | None, data_dir: str | None) -> None:
 
 
 def _label_classes(name: str, cfg: str | None, data_dir: str | None) -> int | None:
-    import tensorflow_datasets as tfds
+    from fgpose.data import registry
 
     try:
-        builder = tfds.builder(name, data_dir=data_dir, **({"config": cfg} if cfg else {}))
-        return int(builder.info.features["label"].num_classes)
+        return int(registry.builder(name, cfg, data_dir).info.features["label"].num_classes)
     except Exception:
         return None
 
