@@ -8,15 +8,13 @@ schedule with a 10x smaller LR than training from ImageNet, and a short warm-up.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import ml_collections
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compcars3d import get_config as _compcars3d  # noqa: E402
+from configs import compcars3d
 
 
-def get_config():
-    c = _compcars3d()
+def get_config() -> ml_collections.ConfigDict:
+    c = compcars3d.get_config()
     c.train.init_checkpoint = "runs/stanford_cars3d"  # override with the real workdir
     c.optim.base_lr = 0.002
     c.optim.warmup_steps = 100

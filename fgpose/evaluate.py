@@ -45,6 +45,7 @@ import numpy as np
 from flax import nnx
 
 from fgpose import camera, distributed, metrics
+from fgpose.config import ConfigError, resolve_num_classes, validate_config
 from fgpose.data import registry
 from fgpose.models import boxes
 
@@ -269,7 +270,7 @@ def run_predictions(config, graphdef, state, *, mesh, state_shardings, eval_iter
     predict = make_predict_fn(graphdef, mesh, state_shardings)
     it = (eval_iterator_fn or _default_eval_iterator)(
         config, config.dataset.eval_split, jax.process_index(), jax.process_count())
-    limit = config.eval.get("max_examples", None)
+    limit = config.eval.max_examples
     rows: dict[str, list] = {}
     images: list[np.ndarray] = []
     seen = 0
@@ -398,12 +399,10 @@ def evaluate(
         if num_classes is None:
             num_classes = config.dataset.num_classes
         if num_classes is None:
-            from fgpose.train import resolve_num_classes
-
             num_classes = resolve_num_classes(config)
         vertices = class_vertices(config, num_classes)
     verts, vmask, source = vertices
-    table, per_example = compute_metrics(rows, verts, vmask, float(config.eval.get("ap_iou", 0.5)))
+    table, per_example = compute_metrics(rows, verts, vmask, float(config.eval.ap_iou))
     results = dict(table, add_vertices=source, step=int(step))
     if not distributed.is_primary():
         return results
@@ -475,9 +474,9 @@ def evaluate_workdir(config, workdir: str | os.PathLike, *, step: int | None = N
     from fgpose import checkpoint as ckpt
     from fgpose import train
 
-    train.validate_config(config)
+    validate_config(config)
     if num_classes is None:
-        num_classes = train.resolve_num_classes(config)
+        num_classes = resolve_num_classes(config)
     mesh = distributed.make_mesh(dict(config.train.mesh_shape))
     if model_fn is None:  # the checkpoint replaces any pretrained weights: skip loading them
         def model_fn(c, n, seed):
@@ -490,7 +489,7 @@ def evaluate_workdir(config, workdir: str | os.PathLike, *, step: int | None = N
     try:
         step = manager.latest_step() if step is None else step
         if step is None:
-            raise train.ConfigError(f"no checkpoint in {pathlib.Path(workdir) / 'checkpoints'}: train first with "
+            raise ConfigError(f"no checkpoint in {pathlib.Path(workdir) / 'checkpoints'}: train first with "
                                     f"python -m fgpose.train --config <config> --workdir {workdir}")
         tx = train.make_optimizer(config.optim)
         opt_abstract = jax.eval_shape(tx.init, host_state["params"])
@@ -511,8 +510,6 @@ def main(argv) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax/TFDS chatter
     config = FLAGS.config
     distributed.initialize(config)
-    from fgpose.train import ConfigError
-
     try:
         evaluate_workdir(config, FLAGS.workdir, step=FLAGS.step)
     except ConfigError as exc:

@@ -1,8 +1,9 @@
 """Training loop: ``python -m fgpose.train --config configs/<name>.py --workdir DIR``.
 
-* Config: ``ml_collections`` file given with ``--config``; any field can be overridden, e.g.
-  ``--config.train.num_steps=10``. :func:`validate_config` checks it before anything heavy
-  runs and says what to change.
+* Config: ``ml_collections`` file given with ``--config`` (``configs/<name>.py``, built on
+  :func:`fgpose.config.base_config`); any field can be overridden, e.g.
+  ``--config.train.num_steps=10``. :func:`fgpose.config.validate_config` checks it before
+  anything heavy runs and says what to change.
 * Optimiser (:func:`make_optimizer`): SGD with momentum, Detectron's LR schedule (linear
   warm-up from ``base_lr * warmup_factor``, then ``base_lr * decay_factor**k`` after the k-th
   of ``decay_steps``), weight decay on kernels only (``ndim > 1``: no norm scales, no biases),
@@ -48,206 +49,11 @@ import optax
 from flax import nnx
 
 from fgpose import distributed
+from fgpose.config import ConfigError, resolve_num_classes, validate_config
 
 log = logging.getLogger("fgpose.train")
 
-VALID_DEPTHS = (18, 34, 50, 101)
-VALID_NORMS = ("frozen_bn", "group")
-VALID_INITS = ("random", "keras_resnet50")
-VALID_DTYPES = ("float32", "bfloat16")
-VALID_PARAM_SHARDING = ("replicated", "fsdp")
-
 State = dict[str, Any]  # {'params': nnx.State of nnx.Param, 'rest': nnx.State of the rest}
-
-
-class ConfigError(ValueError):
-    """An invalid experiment config; the message says which field to change and how."""
-
-
-# ----------------------------------------------------------------------------- config checks
-
-
-def _get(config, path: str, default=None):
-    node = config
-    for part in path.split("."):
-        if node is None:
-            return default
-        try:
-            node = node[part] if isinstance(node, Mapping) else getattr(node, part)
-        except (AttributeError, KeyError):
-            return default
-    return node
-
-
-def validate_config(config, *, num_devices: int | None = None, process_count: int | None = None) -> None:
-    """Checks values that would otherwise fail late or silently; raises :class:`ConfigError`.
-
-    Every problem found is listed, each with the override that fixes it. Does not open the
-    dataset (see :func:`resolve_num_classes`).
-
-    Args:
-      num_devices: global device count (default ``jax.device_count()``).
-      process_count: number of processes (default ``jax.process_count()``).
-    """
-    num_devices = jax.device_count() if num_devices is None else num_devices
-    process_count = jax.process_count() if process_count is None else process_count
-    errors: list[str] = []
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            errors.append(msg)
-
-    depth = _get(config, "model.backbone.depth")
-    need(depth in VALID_DEPTHS, f"model.backbone.depth={depth!r} is not a ResNet depth; use one of {VALID_DEPTHS}, "
-                                f"e.g. --config.model.backbone.depth=50")
-    width = _get(config, "model.backbone.width")
-    need(isinstance(width, int) and width > 0, f"model.backbone.width={width!r} must be a positive int (64 = ResNet)")
-    norm = _get(config, "model.backbone.norm")
-    need(norm in VALID_NORMS, f"model.backbone.norm={norm!r}: use one of {VALID_NORMS}")
-    init = _get(config, "model.backbone.init")
-    need(init in VALID_INITS, f"model.backbone.init={init!r}: use one of {VALID_INITS}")
-    if init == "keras_resnet50":
-        need(depth == 50, f"model.backbone.init='keras_resnet50' needs --config.model.backbone.depth=50 (got {depth})")
-        need(width == 64, f"model.backbone.init='keras_resnet50' needs --config.model.backbone.width=64 (got {width})")
-        wp = _get(config, "model.backbone.weights_path")
-        need(wp is None or os.path.exists(wp),
-             f"model.backbone.weights_path={wp!r} does not exist; point it at a Keras ResNet50 .h5 weights file "
-             f"or set it to None to use keras.applications.ResNet50(weights='imagenet')")
-    dtype = _get(config, "model.compute_dtype")
-    need(dtype in VALID_DTYPES, f"model.compute_dtype={dtype!r}: use one of {VALID_DTYPES}")
-
-    hw = _get(config, "data.input_size")
-    ok_hw = isinstance(hw, (tuple, list)) and len(hw) == 2 and all(isinstance(x, int) and x > 0 for x in hw)
-    need(ok_hw, f"data.input_size={hw!r} must be two positive ints (H_in, W_in)")
-    if ok_hw:
-        need(all(x % 32 == 0 for x in hw),
-             f"data.input_size={tuple(hw)} must be multiples of 32 (the C5 stride); e.g. "
-             f"--config.data.input_size='({-(-hw[0] // 32) * 32}, {-(-hw[1] // 32) * 32})'")
-    mb = _get(config, "data.max_boxes")
-    need(isinstance(mb, int) and mb >= 1, f"data.max_boxes={mb!r} must be an int >= 1")
-    nc = _get(config, "dataset.num_classes")
-    need(nc is None or (isinstance(nc, int) and nc >= 1),
-         f"dataset.num_classes={nc!r} must be >= 1 or None (read from the dataset)")
-    need(bool(_get(config, "dataset.name")), "dataset.name is empty: set --config.dataset.name=<tfds name>")
-
-    def batch_size(path: str) -> int | None:
-        """Checks that ``path`` is a positive int divisible by the device count (problems go to
-        ``errors``); returns it, or ``None`` when it is not a positive int."""
-        bs = _get(config, path)
-        if not (isinstance(bs, int) and bs >= 1):
-            errors.append(f"{path}={bs!r} must be a positive int")
-            return None
-        need(bs % num_devices == 0,
-             f"{path}={bs} is not divisible by the number of devices ({num_devices}); "
-             f"use a multiple of {num_devices}, e.g. --config.{path}={max(1, bs // num_devices) * num_devices}")
-        return bs
-
-    gbs = batch_size("train.global_batch_size")
-    if gbs is not None:
-        need(gbs % process_count == 0,
-             f"train.global_batch_size={gbs} is not divisible by the number of processes ({process_count})")
-    batch_size("eval.batch_size")
-    steps = _get(config, "train.num_steps")
-    need(isinstance(steps, int) and steps >= 1, f"train.num_steps={steps!r} must be an int >= 1")
-    for name in ("log_every", "checkpoint_every", "eval_every", "keep_checkpoints"):
-        v = _get(config, f"train.{name}")
-        lo = 0 if name == "eval_every" else 1
-        need(isinstance(v, int) and v >= lo, f"train.{name}={v!r} must be an int >= {lo}")
-    ps = _get(config, "train.param_sharding")
-    need(ps in VALID_PARAM_SHARDING, f"train.param_sharding={ps!r}: use one of {VALID_PARAM_SHARDING}")
-    ms = _get(config, "train.mesh_shape")
-    try:
-        distributed.mesh_axis_sizes(dict(ms) if ms is not None else {"data": -1}, num_devices)
-    except (ValueError, TypeError) as exc:
-        errors.append(str(exc))
-    ic = _get(config, "train.init_checkpoint")
-    need(ic is None or os.path.exists(ic),
-         f"train.init_checkpoint={ic!r} does not exist; point it at the workdir (or checkpoints/<step>) of a "
-         f"finished run, e.g. of configs/stanford_cars3d.py, or set --config.train.init_checkpoint=None")
-
-    lr = _get(config, "optim.base_lr")
-    need(isinstance(lr, (int, float)) and lr > 0, f"optim.base_lr={lr!r} must be > 0")
-    mom = _get(config, "optim.momentum")
-    need(isinstance(mom, (int, float)) and 0 <= mom < 1, f"optim.momentum={mom!r} must be in [0, 1)")
-    wd = _get(config, "optim.weight_decay")
-    need(isinstance(wd, (int, float)) and wd >= 0, f"optim.weight_decay={wd!r} must be >= 0")
-    ws = _get(config, "optim.warmup_steps")
-    need(isinstance(ws, int) and ws >= 0, f"optim.warmup_steps={ws!r} must be an int >= 0")
-    wf = _get(config, "optim.warmup_factor")
-    need(isinstance(wf, (int, float)) and 0 < wf <= 1, f"optim.warmup_factor={wf!r} must be in (0, 1]")
-    ds = _get(config, "optim.decay_steps")
-    ok_ds = isinstance(ds, (tuple, list)) and all(isinstance(s, int) and s > 0 for s in ds)
-    need(ok_ds and list(ds) == sorted(ds),
-         f"optim.decay_steps={ds!r} must be increasing positive ints, e.g. --config.optim.decay_steps='(60000, 80000)'")
-    df = _get(config, "optim.decay_factor")
-    need(isinstance(df, (int, float)) and 0 < df <= 1, f"optim.decay_factor={df!r} must be in (0, 1]")
-    cn = _get(config, "optim.clip_norm")
-    need(cn is None or (isinstance(cn, (int, float)) and cn >= 0), f"optim.clip_norm={cn!r} must be >= 0 or None")
-
-    d = _get(config, "distributed")
-    if d is not None and d.initialize:
-        n, pid = d.num_processes, d.process_id
-        need(n is None or (isinstance(n, int) and n >= 1), f"distributed.num_processes={n!r} must be >= 1")
-        need(pid is None or (isinstance(pid, int) and n is not None and 0 <= pid < n),
-             f"distributed.process_id={pid!r} must be in [0, num_processes={n})")
-
-    if errors:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
-
-
-def resolve_num_classes(config) -> int:
-    """``config.dataset.num_classes``, or the built dataset's ``label`` class count.
-
-    Raises:
-      ConfigError: the dataset is unknown or not built (the message names the build command),
-        or ``num_classes`` disagrees with the dataset.
-    """
-    from fgpose.data import sources
-
-    name, cfg, data_dir = config.dataset.name, config.dataset.builder_config, config.dataset.data_dir
-    try:
-        source = sources.open_tfds_source(name, config.dataset.train_split, data_dir=data_dir, builder_config=cfg)
-    except sources.DatasetNotBuiltError as exc:
-        if not _get(config, "dataset.auto_build", False):
-            raise ConfigError(f"dataset not available: {exc}") from None
-        build_dataset(name, cfg, data_dir)
-        source = sources.open_tfds_source(name, config.dataset.train_split, data_dir=data_dir, builder_config=cfg)
-    except Exception as exc:  # unknown split etc.
-        raise ConfigError(f"cannot open dataset {name}/{cfg} split {config.dataset.train_split!r}: {exc}") from None
-    num = _label_classes(name, cfg, data_dir)
-    nc = config.dataset.num_classes
-    if nc is not None and num is not None and nc != num:
-        raise ConfigError(f"dataset.num_classes={nc} but {name}/{cfg} has {num} classes; "
-                          f"set --config.dataset.num_classes={num} (or None)")
-    if num is None:
-        if nc is None:
-            raise ConfigError(f"cannot read the class count of {name}/{cfg}; set --config.dataset.num_classes")
-        num = nc
-    del source
-    return int(num)
-
-
-def build_dataset(name: str, cfg: str | None, data_dir: str | None) -> None:
-    """Builds a dataset that needs no download (``dataset.auto_build``, e.g. the embedded
-    ``synthetic_pose3d``): process 0 prepares it, the others wait for it."""
-    from fgpose.data import registry
-
-    if jax.process_index() == 0:
-        log.info("building %s/%s (dataset.auto_build) in %s", name, cfg, data_dir or "the TFDS default data_dir")
-        registry.builder(name, cfg, data_dir).download_and_prepare()
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(f"build {name}/{cfg}")
-
-
-def _label_classes(name: str, cfg: str | None, data_dir: str | None) -> int | None:
-    from fgpose.data import registry
-
-    try:
-        return int(registry.builder(name, cfg, data_dir).info.features["label"].num_classes)
-    except Exception:
-        return None
 
 
 # ----------------------------------------------------------------------------- optimiser
@@ -290,14 +96,13 @@ def make_optimizer(optim) -> optax.GradientTransformation:
     are zeroed (e.g. Detectron's frozen stem with ImageNet weights).
     """
     parts = []
-    clip = optim.get("clip_norm", None) if hasattr(optim, "get") else optim.clip_norm
-    if clip:
-        parts.append(optax.clip_by_global_norm(float(clip)))
+    if optim.clip_norm:
+        parts.append(optax.clip_by_global_norm(float(optim.clip_norm)))
     if optim.weight_decay:
         parts.append(optax.add_decayed_weights(float(optim.weight_decay), mask=decay_mask))
     parts.append(optax.sgd(learning_rate_schedule(optim), momentum=float(optim.momentum) or None))
     tx = optax.chain(*parts)
-    patterns = tuple(optim.get("frozen_patterns", ()) if hasattr(optim, "get") else ())
+    patterns = tuple(optim.frozen_patterns)
     if patterns:
         regexes = [re.compile(p) for p in patterns]
 
@@ -611,7 +416,7 @@ def train_and_evaluate(
                                          step=step, state_shardings=setup_.state_shardings,
                                          num_classes=setup_.num_classes)
 
-    writer = SummaryWriter(workdir / "tensorboard", enabled=primary and config.train.get("tensorboard", True))
+    writer = SummaryWriter(workdir / "tensorboard", enabled=primary and config.train.tensorboard)
     iterator = (train_iterator_fn or _default_train_iterator)(
         config, start_step, jax.process_index(), jax.process_count())
     bar = None
@@ -655,7 +460,7 @@ def train_and_evaluate(
                 if step % config.train.checkpoint_every == 0 or step == num_steps or (final and step > start_step):
                     manager.save(step, s.state, s.opt_state, {"step": step, "images_seen": step * gbs})
                 do_eval = (config.train.eval_every and step % config.train.eval_every == 0 and step < num_steps) or (
-                    step == num_steps and config.train.get("final_eval", True))
+                    step == num_steps and config.train.final_eval)
                 if do_eval:
                     res = eval_fn(s, step)
                     result["eval"] = res

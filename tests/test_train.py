@@ -27,7 +27,6 @@ from fgpose import camera
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "configs"))
 
 NUM_CLASSES = 3
 BOX_CORNERS = np.array([[x, y, z] for x in (-0.3, 0.3) for y in (-0.15, 0.15) for z in (-0.2, 0.2)])
@@ -140,7 +139,7 @@ def train_iter_fn(examples):
 
 
 def tiny_config(**overrides):
-    import tiny
+    from configs import tiny
 
     c = tiny.get_config()
     c.dataset.num_classes = NUM_CLASSES
@@ -266,12 +265,12 @@ def test_learning_rate_schedule_matches_detectron_formula():
 
 def test_optimizer_sgd_momentum_weight_decay_and_clipping_reference():
     """Two steps against a NumPy SGD: clip -> + wd*w on kernels only -> momentum -> update."""
-    import ml_collections
-
+    from fgpose.config import base_config
     from fgpose.train import make_optimizer
 
-    optim = ml_collections.ConfigDict(dict(base_lr=0.1, warmup_steps=0, warmup_factor=1.0, decay_steps=(1,),
-                                           decay_factor=0.5, momentum=0.9, weight_decay=0.01, clip_norm=1.0))
+    optim = base_config().optim
+    optim.update(dict(base_lr=0.1, warmup_steps=0, warmup_factor=1.0, decay_steps=(1,), decay_factor=0.5,
+                      momentum=0.9, weight_decay=0.01, clip_norm=1.0))
     tx = make_optimizer(optim)
     params = {"kernel": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "bias": jnp.array([1.0, -1.0])}
     grads = [{"kernel": jnp.array([[3.0, 0.0], [0.0, 4.0]]), "bias": jnp.array([0.0, 0.0])},
