@@ -45,9 +45,12 @@ import numpy as np
 from flax import nnx
 
 from fgpose import camera, distributed, metrics
+from fgpose import checkpoint as ckpt
 from fgpose.config import ConfigError, resolve_num_classes, validate_config
-from fgpose.data import registry
+from fgpose.data import make_eval_iterator, registry
 from fgpose.models import boxes
+from fgpose.models.build import abstract_model, build_model, merge_model
+from fgpose.optim import make_optimizer
 
 log = logging.getLogger("fgpose.evaluate")
 
@@ -243,20 +246,13 @@ def make_predict_fn(graphdef: nnx.GraphDef, mesh, state_shardings) -> Callable:
     bs = distributed.batch_sharding(mesh)
 
     def predict(state, batch):
-        model = nnx.merge(graphdef, state["params"], state["rest"])
-        return model.predict(batch)
+        return merge_model(graphdef, state).predict(batch)
 
     return jax.jit(predict, in_shardings=(state_shardings, bs), out_shardings=bs)
 
 
 _GT_KEYS = ("boxes", "box_valid", "labels", "pose", "frame_height", "original_hw", "scale", "image_hw", "index",
             "valid")
-
-
-def _default_eval_iterator(config, split, process_index, process_count):
-    from fgpose.data import make_eval_iterator
-
-    return make_eval_iterator(config, split, process_index, process_count)
 
 
 def run_predictions(config, graphdef, state, *, mesh, state_shardings, eval_iterator_fn=None,
@@ -268,7 +264,7 @@ def run_predictions(config, graphdef, state, *, mesh, state_shardings, eval_iter
     kept for overlays.
     """
     predict = make_predict_fn(graphdef, mesh, state_shardings)
-    it = (eval_iterator_fn or _default_eval_iterator)(
+    it = (eval_iterator_fn or make_eval_iterator)(
         config, config.dataset.eval_split, jax.process_index(), jax.process_count())
     limit = config.eval.max_examples
     rows: dict[str, list] = {}
@@ -378,9 +374,9 @@ def evaluate(
     """Evaluates the model ``(graphdef, state)``; writes JSON and PNGs on process 0.
 
     Args:
-      state: ``{'params', 'rest'}`` (see :func:`fgpose.train.split_model`), on ``mesh``.
+      state: ``{'params', 'rest'}`` (see :func:`fgpose.models.build.split_model`), on ``mesh``.
       eval_iterator_fn: ``(config, split, process_index, process_count) -> iterator`` of
-        section-B batches (default :func:`fgpose.data.make_eval_iterator`).
+        batches (:mod:`fgpose.data.pipeline`; default :func:`fgpose.data.make_eval_iterator`).
       num_classes: for :func:`class_vertices` (default ``config.dataset.num_classes`` or the
         dataset's).
       vertices: override the per-class vertices ``(V (C, N, 3), mask (C, N), source)``.
@@ -470,20 +466,22 @@ def _box_corners(v: np.ndarray) -> np.ndarray:
 
 def evaluate_workdir(config, workdir: str | os.PathLike, *, step: int | None = None, model_fn=None,
                      eval_iterator_fn=None, num_classes: int | None = None) -> dict[str, Any]:
-    """Restores ``step`` (default: latest) of ``workdir/checkpoints`` and runs :func:`evaluate`."""
-    from fgpose import checkpoint as ckpt
-    from fgpose import train
+    """Restores ``step`` (default: latest) of ``workdir/checkpoints`` and runs :func:`evaluate`.
 
+    Args:
+      model_fn: ``(config, num_classes, seed) -> nnx.Module`` (default: the detector of
+        :func:`fgpose.models.build.build_model` without pretrained weights, which the
+        checkpoint replaces).
+    """
     validate_config(config)
     if num_classes is None:
         num_classes = resolve_num_classes(config)
     mesh = distributed.make_mesh(dict(config.train.mesh_shape))
     if model_fn is None:  # the checkpoint replaces any pretrained weights: skip loading them
         def model_fn(c, n, seed):
-            return train.build_model(c, n, seed, pretrained=False)
+            return build_model(c, n, seed, pretrained=False)
 
-    abstract_model = nnx.eval_shape(lambda: model_fn(config, num_classes, int(config.train.seed)))
-    graphdef, host_state = train.split_model(abstract_model)
+    graphdef, host_state = abstract_model(config, num_classes, model_fn)
     shardings = distributed.param_shardings(host_state, mesh, config.train.param_sharding)
     manager = ckpt.CheckpointManager(pathlib.Path(workdir) / "checkpoints", keep=config.train.keep_checkpoints)
     try:
@@ -491,7 +489,7 @@ def evaluate_workdir(config, workdir: str | os.PathLike, *, step: int | None = N
         if step is None:
             raise ConfigError(f"no checkpoint in {pathlib.Path(workdir) / 'checkpoints'}: train first with "
                                     f"python -m fgpose.train --config <config> --workdir {workdir}")
-        tx = train.make_optimizer(config.optim)
+        tx = make_optimizer(config.optim)
         opt_abstract = jax.eval_shape(tx.init, host_state["params"])
         opt_shardings = distributed.param_shardings(opt_abstract, mesh, config.train.param_sharding)
         state, _ = manager.restore(step, host_state, opt_abstract, shardings, opt_shardings)

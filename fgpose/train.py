@@ -4,166 +4,64 @@
   :func:`fgpose.config.base_config`); any field can be overridden, e.g.
   ``--config.train.num_steps=10``. :func:`fgpose.config.validate_config` checks it before
   anything heavy runs and says what to change.
-* Optimiser (:func:`make_optimizer`): SGD with momentum, Detectron's LR schedule (linear
-  warm-up from ``base_lr * warmup_factor``, then ``base_lr * decay_factor**k`` after the k-th
-  of ``decay_steps``), weight decay on kernels only (``ndim > 1``: no norm scales, no biases),
-  ``clip_by_global_norm``. bf16 compute is the model's ``config.model.compute_dtype``; the
-  parameters and the optimizer state stay float32.
+* Model (:mod:`fgpose.models.build`) and optimiser (:mod:`fgpose.optim`: SGD with momentum,
+  Detectron's LR schedule, weight decay on kernels only, ``clip_by_global_norm``). bf16
+  compute is the model's ``config.model.compute_dtype``; the parameters and the optimizer
+  state stay float32.
 * Step (:func:`make_train_step`): ``train_step(state, opt_state, batch, step) -> (state,
-  opt_state, metrics)``, a pure function of the split model (``nnx.split``: graphdef +
-  ``state = {'params': nnx.Param state, 'rest': everything else}``), jitted with explicit
-  in/out shardings on a ``('data',)`` mesh (batch sharded, params replicated or FSDP) and
-  donated state buffers. The step's PRNG key is ``fold_in(PRNGKey(seed), step)`` so a resumed
-  run draws the same samples as an uninterrupted one.
+  opt_state, metrics)``, a pure function of the split model
+  (:func:`fgpose.models.build.split_model`: graphdef + ``state = {'params': nnx.Param state,
+  'rest': everything else}``), jitted with explicit in/out shardings on a ``('data',)`` mesh
+  (batch sharded, params replicated or FSDP) and donated state buffers. The step's PRNG key
+  is ``fold_in(PRNGKey(seed), step)`` so a resumed run draws the same samples as an
+  uninterrupted one.
 * Multi-host: ``config.distributed.initialize`` calls ``jax.distributed.initialize``; each
   process loads ``global_batch_size / process_count`` examples and the global batch is
-  assembled with ``jax.make_array_from_process_local_data``.
-* Checkpoints (Orbax ``CheckpointManager`` in ``workdir/checkpoints``): every
+  assembled with ``jax.make_array_from_process_local_data`` (:mod:`fgpose.distributed`).
+* Checkpoints (:mod:`fgpose.checkpoint`, Orbax, in ``workdir/checkpoints``): every
   ``checkpoint_every`` steps, at the end, and on SIGTERM/SIGINT; keeps ``keep_checkpoints``;
   the latest is restored at start and the data iterator restarts at its step.
   ``train.init_checkpoint`` loads matching parameters from another run (shape mismatches,
   i.e. class-dependent layers, keep their fresh initialisation).
 * Logs: tqdm bar with ETA and scalar metrics on the console (process 0), TensorBoard event
-  files in ``workdir/tensorboard`` every ``log_every`` steps, evaluation
-  (:func:`fgpose.evaluate.evaluate`) every ``eval_every`` steps and at the end.
+  files in ``workdir/tensorboard`` (:class:`fgpose.metric_writer.MetricWriter`) every
+  ``log_every`` steps, evaluation (:func:`fgpose.evaluate.evaluate`) every ``eval_every``
+  steps and at the end.
+
+Imports run one way: :mod:`fgpose.distributed` -> :mod:`fgpose.checkpoint` ->
+:mod:`fgpose.evaluate` -> this module; nothing imports this module but the CLI.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import pathlib
-import re
 import signal
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from flax import nnx
 
+from fgpose import checkpoint as ckpt
 from fgpose import distributed
+from fgpose import evaluate as evaluate_lib
 from fgpose.config import ConfigError, resolve_num_classes, validate_config
+from fgpose.data import make_train_iterator
+from fgpose.metric_writer import MetricWriter
+from fgpose.models.build import ModelFn, State, init_model
+from fgpose.optim import learning_rate_schedule, make_optimizer
 
 log = logging.getLogger("fgpose.train")
 
-State = dict[str, Any]  # {'params': nnx.State of nnx.Param, 'rest': nnx.State of the rest}
 
-
-# ----------------------------------------------------------------------------- optimiser
-
-
-def learning_rate_schedule(optim) -> Callable[[jax.Array], jax.Array]:
-    """Detectron's ``WarmupMultiStepLR``: LR at (0-based) step ``s``.
-
-    ``base_lr * w(s) * decay_factor ** #{d in decay_steps: d <= s}``, with
-    ``w(s) = warmup_factor * (1 - s / warmup_steps) + s / warmup_steps`` for
-    ``s < warmup_steps`` and 1 afterwards.
-    """
-    base, wsteps, wfactor = float(optim.base_lr), int(optim.warmup_steps), float(optim.warmup_factor)
-    boundaries = jnp.asarray(tuple(optim.decay_steps) or (np.iinfo(np.int32).max,), jnp.int32)
-    gamma = float(optim.decay_factor)
-
-    def schedule(step):
-        step = jnp.asarray(step, jnp.int32)
-        if wsteps > 0:
-            alpha = jnp.minimum(step.astype(jnp.float32) / wsteps, 1.0)
-            warm = wfactor * (1.0 - alpha) + alpha
-        else:
-            warm = jnp.float32(1.0)
-        k = jnp.sum(step >= boundaries)
-        return base * warm * gamma ** k.astype(jnp.float32)
-
-    return schedule
-
-
-def decay_mask(params) -> Any:
-    """True for parameters that get weight decay: kernels (``ndim > 1``), not norms/biases."""
-    return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
-
-
-def make_optimizer(optim) -> optax.GradientTransformation:
-    """clip_by_global_norm -> decoupled-from-nothing L2 (grad += wd * w, kernels) -> SGD momentum.
-
-    Matches Detectron's SGD (weight decay added to the gradient before the momentum buffer).
-    ``optim.frozen_patterns`` (optional): regexes on '/'-joined parameter paths whose updates
-    are zeroed (e.g. Detectron's frozen stem with ImageNet weights).
-    """
-    parts = []
-    if optim.clip_norm:
-        parts.append(optax.clip_by_global_norm(float(optim.clip_norm)))
-    if optim.weight_decay:
-        parts.append(optax.add_decayed_weights(float(optim.weight_decay), mask=decay_mask))
-    parts.append(optax.sgd(learning_rate_schedule(optim), momentum=float(optim.momentum) or None))
-    tx = optax.chain(*parts)
-    patterns = tuple(optim.frozen_patterns)
-    if patterns:
-        regexes = [re.compile(p) for p in patterns]
-
-        def labels(params):
-            def label(path, _):
-                name = path_name(path)
-                return "frozen" if any(r.search(name) for r in regexes) else "train"
-
-            return jax.tree_util.tree_map_with_path(label, params)
-
-        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
-    return tx
-
-
-def path_name(path) -> str:
-    """'/'-joined keys of a pytree path (nnx ``Param.value`` levels dropped)."""
-    out = []
-    for k in path:
-        key = getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))
-        if key == "value":
-            continue
-        out.append(str(key))
-    return "/".join(out)
-
-
-# ----------------------------------------------------------------------------- model and step
-
-
-def build_model(config, num_classes: int, seed: int, pretrained: bool = True) -> nnx.Module:
-    """``PoseDetector(config.model, num_classes)`` with ``nnx.Rngs(seed)``, plus ImageNet init.
-
-    With ``model.backbone.init='keras_resnet50'`` the ResNet-50 weights of
-    ``tf.keras.applications.ResNet50`` (from ``weights_path``, or Keras' ImageNet download)
-    are copied into the backbone by :func:`fgpose.models.keras_convert.load_keras_resnet50`
-    (skipped with ``pretrained=False``, e.g. before restoring a checkpoint).
-    """
-    from fgpose.models import detector
-
-    model = detector.PoseDetector(config.model, num_classes, rngs=nnx.Rngs(seed))
-    if pretrained and config.model.backbone.init == "keras_resnet50":
-        from fgpose.models import keras_convert
-
-        source = config.model.backbone.weights_path
-        if source is None:
-            import keras
-
-            source = keras.applications.ResNet50(weights="imagenet", include_top=False)
-        backbone = getattr(model, "backbone", None)
-        if backbone is None:
-            raise ConfigError("the detector has no .backbone to load Keras weights into")
-        keras_convert.load_keras_resnet50(source, backbone, pixel_std=tuple(config.model.pixel_std))
-    return model
-
-
-def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, State]:
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    return graphdef, {"params": params, "rest": rest}
-
-
-def merge_model(graphdef: nnx.GraphDef, state: State) -> nnx.Module:
-    return nnx.merge(graphdef, state["params"], state["rest"])
+# ----------------------------------------------------------------------------- step
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, seed: int,
@@ -171,10 +69,10 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, se
     """The pure training step.
 
     ``train_step(state, opt_state, batch, step) -> (state, opt_state, metrics)``:
-    ``batch`` is a dict of section-B arrays (global batch), ``step`` an int32 scalar (0-based
-    global step; the PRNG key is ``fold_in(PRNGKey(seed), step)``). ``metrics`` holds the
-    model's scalar metrics plus ``loss``, ``grad_norm`` (before clipping), ``param_norm`` and
-    ``lr``.
+    ``batch`` is a dict of batch arrays (:mod:`fgpose.data.pipeline`; global batch),
+    ``step`` an int32 scalar (0-based global step; the PRNG key is
+    ``fold_in(PRNGKey(seed), step)``). ``metrics`` holds the model's scalar metrics plus
+    ``loss``, ``grad_norm`` (before clipping), ``param_norm`` and ``lr``.
     """
     base_key = jax.random.PRNGKey(seed)
 
@@ -221,42 +119,13 @@ class Setup:
     num_classes: int
 
 
-def init_model(config, num_classes: int, mesh, *, model_fn: Callable | None = None):
-    """Builds the model and places its state on ``mesh``.
-
-    Random initialisation runs as one jitted computation (much faster than eager init of a
-    detector: one dispatch instead of thousands), directly into the target shardings; the
-    Keras ImageNet backbone (eager weight copying) is built eagerly.
-
-    Returns:
-      ``(graphdef, abstract_state, state_shardings, state)``; ``abstract_state`` holds
-      ``ShapeDtypeStruct`` leaves.
-    """
-    fn = model_fn or build_model
-    seed = int(config.train.seed)
-    mode = config.train.param_sharding
-    if config.model.backbone.init == "random":
-        abstract_model = nnx.eval_shape(lambda: fn(config, num_classes, seed))
-        graphdef, abstract = split_model(abstract_model)
-        shardings = distributed.param_shardings(abstract, mesh, mode)
-
-        def make():
-            return split_model(fn(config, num_classes, seed))[1]
-
-        state = jax.jit(make, out_shardings=shardings)()
-        return graphdef, abstract, shardings, state
-    model = fn(config, num_classes, seed)
-    graphdef, host_state = split_model(model)
-    shardings = distributed.param_shardings(host_state, mesh, mode)
-    return graphdef, distributed.abstract(host_state), shardings, distributed.place(host_state, shardings)
-
-
-def setup(config, num_classes: int, *, model_fn: Callable | None = None, mesh=None) -> Setup:
+def setup(config, num_classes: int, *, model_fn: ModelFn | None = None, mesh=None) -> Setup:
     """Builds the model, optimizer, shardings and the jitted step (fresh initialisation).
 
     Args:
-      model_fn: ``(config, num_classes, seed) -> nnx.Module`` (default :func:`build_model`);
-        tests pass a stand-in with the detector's ``losses``/``predict`` interface.
+      model_fn: ``(config, num_classes, seed) -> nnx.Module`` (default
+        :func:`fgpose.models.build.build_model`); tests pass a stand-in with the detector's
+        ``losses``/``predict`` interface.
     """
     mesh = mesh or distributed.make_mesh(dict(config.train.mesh_shape))
     graphdef, host_state, state_shardings, state = init_model(config, num_classes, mesh, model_fn=model_fn)
@@ -278,52 +147,7 @@ def setup(config, num_classes: int, *, model_fn: Callable | None = None, mesh=No
                  num_classes)
 
 
-# ----------------------------------------------------------------------------- logging
-
-
-class SummaryWriter:
-    """Scalar TensorBoard event files via ``tf.summary.write`` (no tensorboard package needed).
-
-    Writes on process 0 only; imports TensorFlow lazily.
-    """
-
-    def __init__(self, logdir: str | os.PathLike, enabled: bool = True):
-        self._writer = None
-        if not enabled:
-            return
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
-
-        tf.config.set_visible_devices([], "GPU")
-        self._tf = tf
-        self._meta = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-        self._writer = tf.summary.create_file_writer(str(logdir))
-
-    def scalars(self, step: int, values: Mapping[str, float], prefix: str = "") -> None:
-        if self._writer is None:
-            return
-        with self._writer.as_default():
-            for k, v in values.items():
-                v = float(v)
-                if math.isfinite(v):
-                    self._tf.summary.write(prefix + k, self._tf.constant(v, self._tf.float32), step=int(step),
-                                           metadata=self._meta)
-        self._writer.flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
 # ----------------------------------------------------------------------------- the loop
-
-
-def _default_train_iterator(config, start_step: int, process_index: int, process_count: int):
-    from fgpose.data import make_train_iterator
-
-    return make_train_iterator(config, start_step, process_index, process_count)
 
 
 class _StopFlag:
@@ -354,7 +178,7 @@ def train_and_evaluate(
     config,
     workdir: str | os.PathLike,
     *,
-    model_fn: Callable | None = None,
+    model_fn: ModelFn | None = None,
     train_iterator_fn: Callable | None = None,
     eval_fn: Callable | None = None,
     num_classes: int | None = None,
@@ -369,8 +193,8 @@ def train_and_evaluate(
       workdir: output directory: ``checkpoints/``, ``tensorboard/``, ``eval/``, ``config.json``.
       model_fn: ``(config, num_classes, seed) -> nnx.Module`` (default: the detector).
       train_iterator_fn: ``(config, start_step, process_index, process_count) -> iterator`` of
-        this process's section-B batches from global step ``start_step`` (default
-        :func:`fgpose.data.make_train_iterator`).
+        this process's batches (:mod:`fgpose.data.pipeline`) from global step ``start_step``
+        (default :func:`fgpose.data.make_train_iterator`).
       eval_fn: ``(setup, step) -> dict`` run every ``eval_every`` steps and at the end
         (default: :func:`fgpose.evaluate.evaluate` on ``config.dataset.eval_split``).
       num_classes: skip :func:`resolve_num_classes` (tests with in-memory data).
@@ -381,8 +205,6 @@ def train_and_evaluate(
     Returns:
       ``{'step': final step, 'metrics': last logged training metrics, 'eval': last eval}``.
     """
-    from fgpose import checkpoint as ckpt
-
     validate_config(config)
     workdir = pathlib.Path(workdir)
     primary = distributed.is_primary()
@@ -409,15 +231,14 @@ def train_and_evaluate(
     gbs = int(config.train.global_batch_size)
     result: dict[str, Any] = {"step": start_step, "metrics": {}, "eval": None}
     if eval_fn is None:
-        from fgpose import evaluate as evaluate_lib
 
         def eval_fn(setup_, step):
             return evaluate_lib.evaluate(config, workdir, setup_.graphdef, setup_.state, mesh=setup_.mesh,
                                          step=step, state_shardings=setup_.state_shardings,
                                          num_classes=setup_.num_classes)
 
-    writer = SummaryWriter(workdir / "tensorboard", enabled=primary and config.train.tensorboard)
-    iterator = (train_iterator_fn or _default_train_iterator)(
+    writer = MetricWriter(workdir / "tensorboard", enabled=primary and config.train.tensorboard)
+    iterator = (train_iterator_fn or make_train_iterator)(
         config, start_step, jax.process_index(), jax.process_count())
     bar = None
     if primary and progress and start_step < end_step:
@@ -451,7 +272,7 @@ def train_and_evaluate(
                     result["metrics"] = values
                     if log_fn is not None:
                         log_fn(step, values)
-                    writer.scalars(step, values, prefix="train/")
+                    writer.write_scalars(step, values, prefix="train/")
                     if primary:
                         text = " ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()))
                         (bar.write if bar is not None else print)(f"step {step}: {text}")
@@ -465,8 +286,8 @@ def train_and_evaluate(
                     res = eval_fn(s, step)
                     result["eval"] = res
                     if res:
-                        writer.scalars(step, {k: v for k, v in res.items() if isinstance(v, (int, float))},
-                                       prefix="eval/")
+                        writer.write_scalars(step, {k: v for k, v in res.items() if isinstance(v, (int, float))},
+                                             prefix="eval/")
                 if stop.stop:
                     break
     finally:
