@@ -1,7 +1,6 @@
-"""Experiment configs: one ``get_config()`` file per experiment, built on
+"""Experiment configs: one flat ``get_config()`` file per experiment on
 :func:`fgpose.config.base_config` (every default lives there, written once).
 
-``python -m fgpose.train --config configs/<name>.py`` loads a file by path; a config that
-builds on another experiment's imports it as ``configs.<name>`` (the repository root is on
-``sys.path`` when running from it, as the README's commands do).
+Each file imports only ``fgpose``, so ``--config configs/<name>.py`` loads it by path from any
+directory; tests import them as ``configs.<name>`` from the repository root.
 """
