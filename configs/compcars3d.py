@@ -6,17 +6,15 @@ dataset size: ~3.8k images -> 9k steps at 16 images, ~38 epochs).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import ml_collections
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from base import get_base_config  # noqa: E402
+from fgpose.config import base_config
 
 
-def get_config():
-    c = get_base_config()
+def get_config() -> ml_collections.ConfigDict:
+    c = base_config()
     c.dataset.name = "compcars3d"
-    c.dataset.builder_config = "v1"
+    c.dataset.builder_config = "v1"  # the release's only annotations of CompCars
     c.dataset.num_classes = 113
     c.train.num_steps = 9_000
     c.optim.decay_steps = (6_000, 8_000)

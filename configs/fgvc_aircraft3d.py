@@ -5,15 +5,13 @@ Same recipe as configs/stanford_cars3d.py (~6.7k images -> 15k steps at 16 image
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import ml_collections
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from base import get_base_config  # noqa: E402
+from fgpose.config import base_config
 
 
-def get_config():
-    c = get_base_config()
+def get_config() -> ml_collections.ConfigDict:
+    c = base_config()
     c.dataset.name = "fgvc_aircraft3d"
     c.dataset.builder_config = "v2"
     c.dataset.num_classes = 100

@@ -12,15 +12,13 @@ Build the data first: see fgpose/train.py's error message (or README) for the bu
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import ml_collections
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from base import get_base_config  # noqa: E402
+from fgpose.config import base_config
 
 
-def get_config():
-    c = get_base_config()
+def get_config() -> ml_collections.ConfigDict:
+    c = base_config()
     c.dataset.name = "stanford_cars3d"
     c.dataset.builder_config = "v2"  # refined annotations (v1: the human ones)
     c.dataset.num_classes = 196

@@ -8,18 +8,15 @@ pi/6. Measured results: README, "Results".
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import ml_collections
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from base import get_base_config  # noqa: E402
+from fgpose.config import base_config
 
 
-def get_config():
-    c = get_base_config()
+def get_config() -> ml_collections.ConfigDict:
+    c = base_config()
     c.dataset.name = "synthetic_pose3d"
     c.dataset.builder_config = "small"  # 14 classes, 2400/600 photos (~2.5 min to build)
-    c.dataset.num_classes = None  # read from the built dataset
     c.dataset.auto_build = True  # generated locally, no download
     c.data.input_size = (128, 128)
     c.data.num_workers = 1
@@ -34,7 +31,6 @@ def get_config():
     m.rpn.post_nms_topk = 64
     m.rpn.batch_size_per_image = 64
     m.roi.batch_size_per_image = 32
-    m.roi.output_size = 7
     m.box_head.fc_dim = 128
     m.pose_head.fc_dim = 512  # 128 -> 512: 70.3% -> 75.0% Acc_pi/6 on dataset 1.0.0 (README, Results)
     m.test.detections_per_image = 10
@@ -43,7 +39,6 @@ def get_config():
     # degrees after 3600 steps; README, Results).
     m.loss.pose_beta = 0.1
 
-    c.optim.base_lr = 0.02
     c.optim.warmup_steps = 100
     c.optim.decay_steps = (2_800, 3_400)
     c.train.global_batch_size = 8
@@ -53,5 +48,4 @@ def get_config():
     c.train.checkpoint_every = 600
     c.train.keep_checkpoints = 2
     c.eval.batch_size = 16
-    c.eval.num_overlays = 8
     return c

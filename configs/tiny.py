@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import ml_collections
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from base import get_base_config  # noqa: E402
-
-from fgpose.models.detector import tiny_model_config  # noqa: E402
+from fgpose.config import base_config, tiny_model_config
 
 
-def get_config():
-    c = get_base_config()
+def get_config() -> ml_collections.ConfigDict:
+    c = base_config()
     c.dataset.name = "synthetic_pose3d"
     c.dataset.builder_config = "tiny"
-    c.dataset.num_classes = None
     c.data.input_size = (64, 64)
     c.data.num_workers = 0
 

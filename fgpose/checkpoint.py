@@ -18,6 +18,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from fgpose import distributed
+
 log = logging.getLogger(__name__)
 
 
@@ -58,7 +60,7 @@ class CheckpointManager:
         """
         target = {"state": state, "opt_state": opt_state}
         shardings = {"state": state_shardings, "opt_state": opt_shardings}
-        abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s), target, shardings)
+        abstract = distributed.abstract(target, shardings)
         restored = self._mgr.restore(int(step), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
         # Orbax returns plain containers for custom nodes (optax namedtuples): reuse the target's structure.
         leaves = jax.tree.leaves(restored.state)
@@ -137,13 +139,9 @@ def load_params_from(path: str | os.PathLike, state: dict, state_shardings: dict
             out[k] = rebuild(v, name) if isinstance(v, dict) else np.asarray(new_flat[name])
         return out
 
-    from fgpose.train import place
-
-    from fgpose import distributed
-
     host_params = distributed.to_host(params)
     nnx.replace_by_pure_dict(host_params, rebuild(pure, ""))
-    new_params = place(host_params, state_shardings["params"])
+    new_params = distributed.place(host_params, state_shardings["params"])
     return {"params": new_params, "rest": state["rest"]}
 
 

@@ -1,4 +1,4 @@
-"""Mesh, sharding and multi-host helpers for training and evaluation.
+"""Mesh, sharding, placement and multi-host helpers for training and evaluation.
 
 One mesh axis, ``'data'``: the global batch is split over every device of every process
 (data parallelism). Parameters and optimizer state are replicated, or, with
@@ -144,6 +144,37 @@ def to_host(tree: Any) -> Any:
     return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
 
 
+def place(tree: Any, shardings: Any) -> Any:
+    """Puts host values (identical on every process) onto global shardings.
+
+    Args:
+      tree: pytree of host arrays (NumPy or anything ``np.asarray`` takes), the same on every
+        process.
+      shardings: matching pytree of ``jax.sharding.Sharding``.
+
+    Returns:
+      The pytree of global ``jax.Array``s; each process fills only its addressable shards.
+    """
+
+    def one(x, s):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, s, lambda idx: x[idx])
+
+    return jax.tree.map(one, tree, shardings)
+
+
+def abstract(tree: Any, shardings: Any = None) -> Any:
+    """``jax.ShapeDtypeStruct`` per leaf of ``tree`` (arrays or ``ShapeDtypeStruct``s).
+
+    Args:
+      shardings: optional matching pytree of shardings attached to the structs (what
+        ``jax.jit`` out-shardings and Orbax restores need); ``None``: no sharding.
+    """
+    if shardings is None:
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), tree)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s), tree, shardings)
+
+
 def is_primary() -> bool:
     """True on process 0 (the one that logs, plots and writes summaries)."""
     return jax.process_index() == 0
@@ -151,6 +182,7 @@ def is_primary() -> bool:
 
 __all__ = [
     "DATA_AXIS",
+    "abstract",
     "batch_sharding",
     "fsdp_spec",
     "global_batch",
@@ -159,6 +191,7 @@ __all__ = [
     "make_mesh",
     "mesh_axis_sizes",
     "param_shardings",
+    "place",
     "replicated",
     "to_host",
 ]

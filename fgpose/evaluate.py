@@ -12,13 +12,14 @@ reports:
   top-K detections of every image, class-aware (mean over classes with ground truth) and
   class-agnostic.
 
-``~e_ADD`` needs the CAD model of each object, taken as the mesh of its ground-truth class:
+``~e_ADD`` needs the CAD model of each object, taken as the mesh of its ground-truth class,
+which the dataset's builder supplies (:func:`fgpose.data.registry.class_meshes`; up to
+:data:`MAX_VERTICES` vertices each, deterministic subsample):
 
-* real datasets (stanford_cars3d, compcars3d, fgvc_aircraft3d) with ``$FGPOSE_RELEASE_DIR``
-  set and every class's ``CAD/<synset>/<id>/model.obj`` present: the ShapeNet meshes
-  (normalised, up to :data:`MAX_VERTICES` vertices each, deterministic subsample);
-* ``synthetic_pose3d``: the procedural class meshes when the builder exposes them
-  (``Builder.class_meshes()``);
+* real datasets (stanford_cars3d, compcars3d, fgvc_aircraft3d): the release's ShapeNet
+  meshes (normalised), when ``$FGPOSE_RELEASE_DIR`` holds every class's model, reported as
+  ``add_vertices = 'cad'``;
+* ``synthetic_pose3d``: the procedural class meshes (``'class_meshes'``);
 * otherwise a proxy: the 8 corners of a centred cube of unit diagonal, reported as
   ``add_vertices = 'unit_box_corners'`` (e_R columns are unaffected).
 
@@ -44,14 +45,20 @@ import numpy as np
 from flax import nnx
 
 from fgpose import camera, distributed, metrics
+from fgpose import checkpoint as ckpt
+from fgpose.config import ConfigError, resolve_num_classes, validate_config
+from fgpose.data import make_eval_iterator, registry
 from fgpose.models import boxes
+from fgpose.models.build import abstract_model, build_model, merge_model
+from fgpose.optim import make_optimizer
 
 log = logging.getLogger("fgpose.evaluate")
 
 MAX_VERTICES = 1000
 """Vertices per CAD model used for ``~e_ADD`` (uniform deterministic subsample of larger meshes)."""
 
-REAL_DATASETS = {"stanford_cars3d": "StanfordCars", "compcars3d": "CompCars", "fgvc_aircraft3d": "FGVC_Aircraft"}
+UNIT_BOX = "unit_box_corners"
+"""``add_vertices`` of the proxy used when the builder has no meshes for the classes."""
 
 TABLE_COLUMNS = (
     ("rot_median_deg", "MedErr_R (deg)", "{:.2f}"),
@@ -188,46 +195,23 @@ def pack_vertices(vertex_list: Sequence[np.ndarray], max_vertices: int = MAX_VER
 def class_vertices(config, num_classes: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Model vertices per class for ``~e_ADD``: ``(C, N, 3)``, mask ``(C, N)``, source name.
 
-    See the module docstring for the sources tried; the fallback is
-    ``'unit_box_corners'`` (the same 8 points for every class).
+    The meshes come from the builder of ``config.dataset``
+    (:func:`fgpose.data.registry.class_meshes`); when it has none, or not ``num_classes`` of
+    them, the fallback is :data:`UNIT_BOX` (the same 8 points for every class).
     """
-    name = config.dataset.name
-    if name in REAL_DATASETS:
-        from fgpose import annotations, mesh
-
-        root = annotations.release_dir()
-        if root is not None:
-            try:
-                ids = annotations.load_class_models(root, REAL_DATASETS[name])
-                paths = [annotations.cad_path(root, REAL_DATASETS[name], i) for i in ids]
-                if len(ids) == num_classes and all(p.exists() for p in paths):
-                    vs = [mesh.load_mesh(p, normalize=True).vertices for p in paths]
-                    v, m = pack_vertices(vs)
-                    return v, m, "cad"
-                missing = sum(not p.exists() for p in paths)
-                log.warning("%d of %d CAD models missing under %s: ~e_ADD uses unit-box corners", missing,
-                            len(paths), root)
-            except (OSError, ValueError) as exc:
-                log.warning("cannot read CAD models (%s): ~e_ADD uses unit-box corners", exc)
-    else:
-        try:
-            import tensorflow_datasets as tfds
-
-            import tfds_builders  # noqa: F401
-
-            cfg = config.dataset.builder_config
-            builder = tfds.builder(name, data_dir=config.dataset.data_dir, **({"config": cfg} if cfg else {}))
-            get = getattr(builder, "class_meshes", None)
-            if get is not None:
-                meshes = get()
-                if len(meshes) == num_classes:
-                    v, m = pack_vertices([getattr(x, "vertices", x) for x in meshes])
-                    return v, m, "class_meshes"
-        except Exception as exc:  # noqa: BLE001 - any failure falls back to the documented proxy
-            log.info("no class meshes from the %s builder (%s)", name, exc)
+    ds = config.dataset
+    try:
+        meshes, source = registry.class_meshes(ds.name, ds.builder_config, ds.data_dir)
+        if len(meshes) == num_classes:
+            v, m = pack_vertices([getattr(x, "vertices", x) for x in meshes])
+            return v, m, source
+        log.warning("the %s builder has %d class meshes for %d classes: ~e_ADD uses unit-box corners", ds.name,
+                    len(meshes), num_classes)
+    except Exception as exc:  # noqa: BLE001 - any failure falls back to the documented proxy
+        log.warning("no class meshes from the %s builder (%s: %s): ~e_ADD uses unit-box corners", ds.name,
+                    type(exc).__name__, exc)
     box = unit_box_corners()
-    return np.broadcast_to(box, (num_classes,) + box.shape).copy(), np.ones((num_classes, 8), bool), \
-        "unit_box_corners"
+    return np.broadcast_to(box, (num_classes,) + box.shape).copy(), np.ones((num_classes, 8), bool), UNIT_BOX
 
 
 # ----------------------------------------------------------------------------- pose errors
@@ -262,20 +246,13 @@ def make_predict_fn(graphdef: nnx.GraphDef, mesh, state_shardings) -> Callable:
     bs = distributed.batch_sharding(mesh)
 
     def predict(state, batch):
-        model = nnx.merge(graphdef, state["params"], state["rest"])
-        return model.predict(batch)
+        return merge_model(graphdef, state).predict(batch)
 
     return jax.jit(predict, in_shardings=(state_shardings, bs), out_shardings=bs)
 
 
 _GT_KEYS = ("boxes", "box_valid", "labels", "pose", "frame_height", "original_hw", "scale", "image_hw", "index",
             "valid")
-
-
-def _default_eval_iterator(config, split, process_index, process_count):
-    from fgpose.data import make_eval_iterator
-
-    return make_eval_iterator(config, split, process_index, process_count)
 
 
 def run_predictions(config, graphdef, state, *, mesh, state_shardings, eval_iterator_fn=None,
@@ -287,9 +264,9 @@ def run_predictions(config, graphdef, state, *, mesh, state_shardings, eval_iter
     kept for overlays.
     """
     predict = make_predict_fn(graphdef, mesh, state_shardings)
-    it = (eval_iterator_fn or _default_eval_iterator)(
+    it = (eval_iterator_fn or make_eval_iterator)(
         config, config.dataset.eval_split, jax.process_index(), jax.process_count())
-    limit = config.eval.get("max_examples", None)
+    limit = config.eval.max_examples
     rows: dict[str, list] = {}
     images: list[np.ndarray] = []
     seen = 0
@@ -397,9 +374,9 @@ def evaluate(
     """Evaluates the model ``(graphdef, state)``; writes JSON and PNGs on process 0.
 
     Args:
-      state: ``{'params', 'rest'}`` (see :func:`fgpose.train.split_model`), on ``mesh``.
+      state: ``{'params', 'rest'}`` (see :func:`fgpose.models.build.split_model`), on ``mesh``.
       eval_iterator_fn: ``(config, split, process_index, process_count) -> iterator`` of
-        section-B batches (default :func:`fgpose.data.make_eval_iterator`).
+        batches (:mod:`fgpose.data.pipeline`; default :func:`fgpose.data.make_eval_iterator`).
       num_classes: for :func:`class_vertices` (default ``config.dataset.num_classes`` or the
         dataset's).
       vertices: override the per-class vertices ``(V (C, N, 3), mask (C, N), source)``.
@@ -418,12 +395,10 @@ def evaluate(
         if num_classes is None:
             num_classes = config.dataset.num_classes
         if num_classes is None:
-            from fgpose.train import resolve_num_classes
-
             num_classes = resolve_num_classes(config)
         vertices = class_vertices(config, num_classes)
     verts, vmask, source = vertices
-    table, per_example = compute_metrics(rows, verts, vmask, float(config.eval.get("ap_iou", 0.5)))
+    table, per_example = compute_metrics(rows, verts, vmask, float(config.eval.ap_iou))
     results = dict(table, add_vertices=source, step=int(step))
     if not distributed.is_primary():
         return results
@@ -449,7 +424,7 @@ def evaluate(
         (out / f"{step}.json").write_text(json.dumps(_json_safe(doc), indent=1))
         from fgpose import viz
 
-        add_label = "~e_ADD" + ("" if source in ("cad", "class_meshes") else " (unit-box corners)")
+        add_label = "~e_ADD" + (" (unit-box corners)" if source == UNIT_BOX else "")
         viz.plot_accuracy_curves(
             [(rot_t, {"ours": rot_curve}, "rotation error threshold (degrees)", "Acc (rotation)"),
              (add_t, {"ours": add_curve}, f"{add_label} threshold", "Acc (ADD)")],
@@ -491,28 +466,30 @@ def _box_corners(v: np.ndarray) -> np.ndarray:
 
 def evaluate_workdir(config, workdir: str | os.PathLike, *, step: int | None = None, model_fn=None,
                      eval_iterator_fn=None, num_classes: int | None = None) -> dict[str, Any]:
-    """Restores ``step`` (default: latest) of ``workdir/checkpoints`` and runs :func:`evaluate`."""
-    from fgpose import checkpoint as ckpt
-    from fgpose import train
+    """Restores ``step`` (default: latest) of ``workdir/checkpoints`` and runs :func:`evaluate`.
 
-    train.validate_config(config)
+    Args:
+      model_fn: ``(config, num_classes, seed) -> nnx.Module`` (default: the detector of
+        :func:`fgpose.models.build.build_model` without pretrained weights, which the
+        checkpoint replaces).
+    """
+    validate_config(config)
     if num_classes is None:
-        num_classes = train.resolve_num_classes(config)
+        num_classes = resolve_num_classes(config)
     mesh = distributed.make_mesh(dict(config.train.mesh_shape))
     if model_fn is None:  # the checkpoint replaces any pretrained weights: skip loading them
         def model_fn(c, n, seed):
-            return train.build_model(c, n, seed, pretrained=False)
+            return build_model(c, n, seed, pretrained=False)
 
-    abstract_model = nnx.eval_shape(lambda: model_fn(config, num_classes, int(config.train.seed)))
-    graphdef, host_state = train.split_model(abstract_model)
+    graphdef, host_state = abstract_model(config, num_classes, model_fn)
     shardings = distributed.param_shardings(host_state, mesh, config.train.param_sharding)
     manager = ckpt.CheckpointManager(pathlib.Path(workdir) / "checkpoints", keep=config.train.keep_checkpoints)
     try:
         step = manager.latest_step() if step is None else step
         if step is None:
-            raise train.ConfigError(f"no checkpoint in {pathlib.Path(workdir) / 'checkpoints'}: train first with "
+            raise ConfigError(f"no checkpoint in {pathlib.Path(workdir) / 'checkpoints'}: train first with "
                                     f"python -m fgpose.train --config <config> --workdir {workdir}")
-        tx = train.make_optimizer(config.optim)
+        tx = make_optimizer(config.optim)
         opt_abstract = jax.eval_shape(tx.init, host_state["params"])
         opt_shardings = distributed.param_shardings(opt_abstract, mesh, config.train.param_sharding)
         state, _ = manager.restore(step, host_state, opt_abstract, shardings, opt_shardings)
@@ -531,8 +508,6 @@ def main(argv) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax/TFDS chatter
     config = FLAGS.config
     distributed.initialize(config)
-    from fgpose.train import ConfigError
-
     try:
         evaluate_workdir(config, FLAGS.workdir, step=FLAGS.step)
     except ConfigError as exc:

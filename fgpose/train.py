@@ -1,367 +1,67 @@
 """Training loop: ``python -m fgpose.train --config configs/<name>.py --workdir DIR``.
 
-* Config: ``ml_collections`` file given with ``--config``; any field can be overridden, e.g.
-  ``--config.train.num_steps=10``. :func:`validate_config` checks it before anything heavy
-  runs and says what to change.
-* Optimiser (:func:`make_optimizer`): SGD with momentum, Detectron's LR schedule (linear
-  warm-up from ``base_lr * warmup_factor``, then ``base_lr * decay_factor**k`` after the k-th
-  of ``decay_steps``), weight decay on kernels only (``ndim > 1``: no norm scales, no biases),
-  ``clip_by_global_norm``. bf16 compute is the model's ``config.model.compute_dtype``; the
-  parameters and the optimizer state stay float32.
+* Config: ``ml_collections`` file given with ``--config`` (``configs/<name>.py``, built on
+  :func:`fgpose.config.base_config`); any field can be overridden, e.g.
+  ``--config.train.num_steps=10``. :func:`fgpose.config.validate_config` checks it before
+  anything heavy runs and says what to change.
+* Model (:mod:`fgpose.models.build`) and optimiser (:mod:`fgpose.optim`: SGD with momentum,
+  Detectron's LR schedule, weight decay on kernels only, ``clip_by_global_norm``). bf16
+  compute is the model's ``config.model.compute_dtype``; the parameters and the optimizer
+  state stay float32.
 * Step (:func:`make_train_step`): ``train_step(state, opt_state, batch, step) -> (state,
-  opt_state, metrics)``, a pure function of the split model (``nnx.split``: graphdef +
-  ``state = {'params': nnx.Param state, 'rest': everything else}``), jitted with explicit
-  in/out shardings on a ``('data',)`` mesh (batch sharded, params replicated or FSDP) and
-  donated state buffers. The step's PRNG key is ``fold_in(PRNGKey(seed), step)`` so a resumed
-  run draws the same samples as an uninterrupted one.
+  opt_state, metrics)``, a pure function of the split model
+  (:func:`fgpose.models.build.split_model`: graphdef + ``state = {'params': nnx.Param state,
+  'rest': everything else}``), jitted with explicit in/out shardings on a ``('data',)`` mesh
+  (batch sharded, params replicated or FSDP) and donated state buffers. The step's PRNG key
+  is ``fold_in(PRNGKey(seed), step)`` so a resumed run draws the same samples as an
+  uninterrupted one.
 * Multi-host: ``config.distributed.initialize`` calls ``jax.distributed.initialize``; each
   process loads ``global_batch_size / process_count`` examples and the global batch is
-  assembled with ``jax.make_array_from_process_local_data``.
-* Checkpoints (Orbax ``CheckpointManager`` in ``workdir/checkpoints``): every
+  assembled with ``jax.make_array_from_process_local_data`` (:mod:`fgpose.distributed`).
+* Checkpoints (:mod:`fgpose.checkpoint`, Orbax, in ``workdir/checkpoints``): every
   ``checkpoint_every`` steps, at the end, and on SIGTERM/SIGINT; keeps ``keep_checkpoints``;
   the latest is restored at start and the data iterator restarts at its step.
   ``train.init_checkpoint`` loads matching parameters from another run (shape mismatches,
   i.e. class-dependent layers, keep their fresh initialisation).
 * Logs: tqdm bar with ETA and scalar metrics on the console (process 0), TensorBoard event
-  files in ``workdir/tensorboard`` every ``log_every`` steps, evaluation
-  (:func:`fgpose.evaluate.evaluate`) every ``eval_every`` steps and at the end.
+  files in ``workdir/tensorboard`` (:class:`fgpose.metric_writer.MetricWriter`) every
+  ``log_every`` steps, evaluation (:func:`fgpose.evaluate.evaluate`) every ``eval_every``
+  steps and at the end.
+
+Imports run one way: :mod:`fgpose.distributed` -> :mod:`fgpose.checkpoint` ->
+:mod:`fgpose.evaluate` -> this module; nothing imports this module but the CLI.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import pathlib
-import re
 import signal
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from flax import nnx
 
+from fgpose import checkpoint as ckpt
 from fgpose import distributed
+from fgpose import evaluate as evaluate_lib
+from fgpose.config import ConfigError, resolve_num_classes, validate_config
+from fgpose.data import make_train_iterator
+from fgpose.metric_writer import MetricWriter
+from fgpose.models.build import ModelFn, State, init_model
+from fgpose.optim import learning_rate_schedule, make_optimizer
 
 log = logging.getLogger("fgpose.train")
 
-VALID_DEPTHS = (18, 34, 50, 101)
-VALID_NORMS = ("frozen_bn", "group")
-VALID_INITS = ("random", "keras_resnet50")
-VALID_DTYPES = ("float32", "bfloat16")
-VALID_PARAM_SHARDING = ("replicated", "fsdp")
 
-State = dict[str, Any]  # {'params': nnx.State of nnx.Param, 'rest': nnx.State of the rest}
-
-
-class ConfigError(ValueError):
-    """An invalid experiment config; the message says which field to change and how."""
-
-
-# ----------------------------------------------------------------------------- config checks
-
-
-def _get(config, path: str, default=None):
-    node = config
-    for part in path.split("."):
-        if node is None:
-            return default
-        try:
-            node = node[part] if isinstance(node, Mapping) else getattr(node, part)
-        except (AttributeError, KeyError):
-            return default
-    return node
-
-
-def validate_config(config, *, num_devices: int | None = None, process_count: int | None = None) -> None:
-    """Checks values that would otherwise fail late or silently; raises :class:`ConfigError`.
-
-    Every problem found is listed, each with the override that fixes it. Does not open the
-    dataset (see :func:`resolve_num_classes`).
-
-    Args:
-      num_devices: global device count (default ``jax.device_count()``).
-      process_count: number of processes (default ``jax.process_count()``).
-    """
-    num_devices = jax.device_count() if num_devices is None else num_devices
-    process_count = jax.process_count() if process_count is None else process_count
-    errors: list[str] = []
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            errors.append(msg)
-
-    depth = _get(config, "model.backbone.depth")
-    need(depth in VALID_DEPTHS, f"model.backbone.depth={depth!r} is not a ResNet depth; use one of {VALID_DEPTHS}, "
-                                f"e.g. --config.model.backbone.depth=50")
-    width = _get(config, "model.backbone.width")
-    need(isinstance(width, int) and width > 0, f"model.backbone.width={width!r} must be a positive int (64 = ResNet)")
-    norm = _get(config, "model.backbone.norm")
-    need(norm in VALID_NORMS, f"model.backbone.norm={norm!r}: use one of {VALID_NORMS}")
-    init = _get(config, "model.backbone.init")
-    need(init in VALID_INITS, f"model.backbone.init={init!r}: use one of {VALID_INITS}")
-    if init == "keras_resnet50":
-        need(depth == 50, f"model.backbone.init='keras_resnet50' needs --config.model.backbone.depth=50 (got {depth})")
-        need(width == 64, f"model.backbone.init='keras_resnet50' needs --config.model.backbone.width=64 (got {width})")
-        wp = _get(config, "model.backbone.weights_path")
-        need(wp is None or os.path.exists(wp),
-             f"model.backbone.weights_path={wp!r} does not exist; point it at a Keras ResNet50 .h5 weights file "
-             f"or set it to None to use keras.applications.ResNet50(weights='imagenet')")
-    dtype = _get(config, "model.compute_dtype")
-    need(dtype in VALID_DTYPES, f"model.compute_dtype={dtype!r}: use one of {VALID_DTYPES}")
-
-    hw = _get(config, "data.input_size")
-    ok_hw = isinstance(hw, (tuple, list)) and len(hw) == 2 and all(isinstance(x, int) and x > 0 for x in hw)
-    need(ok_hw, f"data.input_size={hw!r} must be two positive ints (H_in, W_in)")
-    if ok_hw:
-        need(all(x % 32 == 0 for x in hw),
-             f"data.input_size={tuple(hw)} must be multiples of 32 (the C5 stride); e.g. "
-             f"--config.data.input_size='({-(-hw[0] // 32) * 32}, {-(-hw[1] // 32) * 32})'")
-    mb = _get(config, "data.max_boxes")
-    need(isinstance(mb, int) and mb >= 1, f"data.max_boxes={mb!r} must be an int >= 1")
-    nc = _get(config, "dataset.num_classes")
-    need(nc is None or (isinstance(nc, int) and nc >= 1),
-         f"dataset.num_classes={nc!r} must be >= 1 or None (read from the dataset)")
-    need(bool(_get(config, "dataset.name")), "dataset.name is empty: set --config.dataset.name=<tfds name>")
-
-    def batch_size(path: str) -> int | None:
-        """Checks that ``path`` is a positive int divisible by the device count (problems go to
-        ``errors``); returns it, or ``None`` when it is not a positive int."""
-        bs = _get(config, path)
-        if not (isinstance(bs, int) and bs >= 1):
-            errors.append(f"{path}={bs!r} must be a positive int")
-            return None
-        need(bs % num_devices == 0,
-             f"{path}={bs} is not divisible by the number of devices ({num_devices}); "
-             f"use a multiple of {num_devices}, e.g. --config.{path}={max(1, bs // num_devices) * num_devices}")
-        return bs
-
-    gbs = batch_size("train.global_batch_size")
-    if gbs is not None:
-        need(gbs % process_count == 0,
-             f"train.global_batch_size={gbs} is not divisible by the number of processes ({process_count})")
-    batch_size("eval.batch_size")
-    steps = _get(config, "train.num_steps")
-    need(isinstance(steps, int) and steps >= 1, f"train.num_steps={steps!r} must be an int >= 1")
-    for name in ("log_every", "checkpoint_every", "eval_every", "keep_checkpoints"):
-        v = _get(config, f"train.{name}")
-        lo = 0 if name == "eval_every" else 1
-        need(isinstance(v, int) and v >= lo, f"train.{name}={v!r} must be an int >= {lo}")
-    ps = _get(config, "train.param_sharding")
-    need(ps in VALID_PARAM_SHARDING, f"train.param_sharding={ps!r}: use one of {VALID_PARAM_SHARDING}")
-    ms = _get(config, "train.mesh_shape")
-    try:
-        distributed.mesh_axis_sizes(dict(ms) if ms is not None else {"data": -1}, num_devices)
-    except (ValueError, TypeError) as exc:
-        errors.append(str(exc))
-    ic = _get(config, "train.init_checkpoint")
-    need(ic is None or os.path.exists(ic),
-         f"train.init_checkpoint={ic!r} does not exist; point it at the workdir (or checkpoints/<step>) of a "
-         f"finished run, e.g. of configs/stanford_cars3d.py, or set --config.train.init_checkpoint=None")
-
-    lr = _get(config, "optim.base_lr")
-    need(isinstance(lr, (int, float)) and lr > 0, f"optim.base_lr={lr!r} must be > 0")
-    mom = _get(config, "optim.momentum")
-    need(isinstance(mom, (int, float)) and 0 <= mom < 1, f"optim.momentum={mom!r} must be in [0, 1)")
-    wd = _get(config, "optim.weight_decay")
-    need(isinstance(wd, (int, float)) and wd >= 0, f"optim.weight_decay={wd!r} must be >= 0")
-    ws = _get(config, "optim.warmup_steps")
-    need(isinstance(ws, int) and ws >= 0, f"optim.warmup_steps={ws!r} must be an int >= 0")
-    wf = _get(config, "optim.warmup_factor")
-    need(isinstance(wf, (int, float)) and 0 < wf <= 1, f"optim.warmup_factor={wf!r} must be in (0, 1]")
-    ds = _get(config, "optim.decay_steps")
-    ok_ds = isinstance(ds, (tuple, list)) and all(isinstance(s, int) and s > 0 for s in ds)
-    need(ok_ds and list(ds) == sorted(ds),
-         f"optim.decay_steps={ds!r} must be increasing positive ints, e.g. --config.optim.decay_steps='(60000, 80000)'")
-    df = _get(config, "optim.decay_factor")
-    need(isinstance(df, (int, float)) and 0 < df <= 1, f"optim.decay_factor={df!r} must be in (0, 1]")
-    cn = _get(config, "optim.clip_norm")
-    need(cn is None or (isinstance(cn, (int, float)) and cn >= 0), f"optim.clip_norm={cn!r} must be >= 0 or None")
-
-    d = _get(config, "distributed")
-    if d is not None and d.initialize:
-        n, pid = d.num_processes, d.process_id
-        need(n is None or (isinstance(n, int) and n >= 1), f"distributed.num_processes={n!r} must be >= 1")
-        need(pid is None or (isinstance(pid, int) and n is not None and 0 <= pid < n),
-             f"distributed.process_id={pid!r} must be in [0, num_processes={n})")
-
-    if errors:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
-
-
-def resolve_num_classes(config) -> int:
-    """``config.dataset.num_classes``, or the built dataset's ``label`` class count.
-
-    Raises:
-      ConfigError: the dataset is unknown or not built (the message names the build command),
-        or ``num_classes`` disagrees with the dataset.
-    """
-    from fgpose.data import sources
-
-    name, cfg, data_dir = config.dataset.name, config.dataset.builder_config, config.dataset.data_dir
-    try:
-        source = sources.open_tfds_source(name, config.dataset.train_split, data_dir=data_dir, builder_config=cfg)
-    except sources.DatasetNotBuiltError as exc:
-        if not _get(config, "dataset.auto_build", False):
-            raise ConfigError(f"dataset not available: {exc}") from None
-        build_dataset(name, cfg, data_dir)
-        source = sources.open_tfds_source(name, config.dataset.train_split, data_dir=data_dir, builder_config=cfg)
-    except Exception as exc:  # unknown split etc.
-        raise ConfigError(f"cannot open dataset {name}/{cfg} split {config.dataset.train_split!r}: {exc}") from None
-    num = _label_classes(name, cfg, data_dir)
-    nc = config.dataset.num_classes
-    if nc is not None and num is not None and nc != num:
-        raise ConfigError(f"dataset.num_classes={nc} but {name}/{cfg} has {num} classes; "
-                          f"set --config.dataset.num_classes={num} (or None)")
-    if num is None:
-        if nc is None:
-            raise ConfigError(f"cannot read the class count of {name}/{cfg}; set --config.dataset.num_classes")
-        num = nc
-    del source
-    return int(num)
-
-
-def build_dataset(name: str, cfg: str | None, data_dir: str | None) -> None:
-    """Builds a dataset that needs no download (``dataset.auto_build``, e.g. the embedded
-    ``synthetic_pose3d``): process 0 prepares it, the others wait for it."""
-    import tensorflow_datasets as tfds
-
-    import tfds_builders  # noqa: F401  (registers the builders)
-
-    if jax.process_index() == 0:
-        log.info("building %s/%s (dataset.auto_build) in %s", name, cfg, data_dir or "the TFDS default data_dir")
-        tfds.builder(name, data_dir=data_dir, **({"config": cfg} if cfg else {})).download_and_prepare()
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(f"build {name}/{cfg}")
-
-
-def _label_classes(name: str, cfg: str | None, data_dir: str | None) -> int | None:
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir, **({"config": cfg} if cfg else {}))
-        return int(builder.info.features["label"].num_classes)
-    except Exception:
-        return None
-
-
-# ----------------------------------------------------------------------------- optimiser
-
-
-def learning_rate_schedule(optim) -> Callable[[jax.Array], jax.Array]:
-    """Detectron's ``WarmupMultiStepLR``: LR at (0-based) step ``s``.
-
-    ``base_lr * w(s) * decay_factor ** #{d in decay_steps: d <= s}``, with
-    ``w(s) = warmup_factor * (1 - s / warmup_steps) + s / warmup_steps`` for
-    ``s < warmup_steps`` and 1 afterwards.
-    """
-    base, wsteps, wfactor = float(optim.base_lr), int(optim.warmup_steps), float(optim.warmup_factor)
-    boundaries = jnp.asarray(tuple(optim.decay_steps) or (np.iinfo(np.int32).max,), jnp.int32)
-    gamma = float(optim.decay_factor)
-
-    def schedule(step):
-        step = jnp.asarray(step, jnp.int32)
-        if wsteps > 0:
-            alpha = jnp.minimum(step.astype(jnp.float32) / wsteps, 1.0)
-            warm = wfactor * (1.0 - alpha) + alpha
-        else:
-            warm = jnp.float32(1.0)
-        k = jnp.sum(step >= boundaries)
-        return base * warm * gamma ** k.astype(jnp.float32)
-
-    return schedule
-
-
-def decay_mask(params) -> Any:
-    """True for parameters that get weight decay: kernels (``ndim > 1``), not norms/biases."""
-    return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
-
-
-def make_optimizer(optim) -> optax.GradientTransformation:
-    """clip_by_global_norm -> decoupled-from-nothing L2 (grad += wd * w, kernels) -> SGD momentum.
-
-    Matches Detectron's SGD (weight decay added to the gradient before the momentum buffer).
-    ``optim.frozen_patterns`` (optional): regexes on '/'-joined parameter paths whose updates
-    are zeroed (e.g. Detectron's frozen stem with ImageNet weights).
-    """
-    parts = []
-    clip = optim.get("clip_norm", None) if hasattr(optim, "get") else optim.clip_norm
-    if clip:
-        parts.append(optax.clip_by_global_norm(float(clip)))
-    if optim.weight_decay:
-        parts.append(optax.add_decayed_weights(float(optim.weight_decay), mask=decay_mask))
-    parts.append(optax.sgd(learning_rate_schedule(optim), momentum=float(optim.momentum) or None))
-    tx = optax.chain(*parts)
-    patterns = tuple(optim.get("frozen_patterns", ()) if hasattr(optim, "get") else ())
-    if patterns:
-        regexes = [re.compile(p) for p in patterns]
-
-        def labels(params):
-            def label(path, _):
-                name = path_name(path)
-                return "frozen" if any(r.search(name) for r in regexes) else "train"
-
-            return jax.tree_util.tree_map_with_path(label, params)
-
-        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
-    return tx
-
-
-def path_name(path) -> str:
-    """'/'-joined keys of a pytree path (nnx ``Param.value`` levels dropped)."""
-    out = []
-    for k in path:
-        key = getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))
-        if key == "value":
-            continue
-        out.append(str(key))
-    return "/".join(out)
-
-
-# ----------------------------------------------------------------------------- model and step
-
-
-def build_model(config, num_classes: int, seed: int, pretrained: bool = True) -> nnx.Module:
-    """``PoseDetector(config.model, num_classes)`` with ``nnx.Rngs(seed)``, plus ImageNet init.
-
-    With ``model.backbone.init='keras_resnet50'`` the ResNet-50 weights of
-    ``tf.keras.applications.ResNet50`` (from ``weights_path``, or Keras' ImageNet download)
-    are copied into the backbone by :func:`fgpose.models.keras_convert.load_keras_resnet50`
-    (skipped with ``pretrained=False``, e.g. before restoring a checkpoint).
-    """
-    from fgpose.models import detector
-
-    model = detector.PoseDetector(config.model, num_classes, rngs=nnx.Rngs(seed))
-    if pretrained and config.model.backbone.init == "keras_resnet50":
-        from fgpose.models import keras_convert
-
-        source = config.model.backbone.weights_path
-        if source is None:
-            import keras
-
-            source = keras.applications.ResNet50(weights="imagenet", include_top=False)
-        backbone = getattr(model, "backbone", None)
-        if backbone is None:
-            raise ConfigError("the detector has no .backbone to load Keras weights into")
-        keras_convert.load_keras_resnet50(source, backbone, pixel_std=tuple(config.model.pixel_std))
-    return model
-
-
-def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, State]:
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    return graphdef, {"params": params, "rest": rest}
-
-
-def merge_model(graphdef: nnx.GraphDef, state: State) -> nnx.Module:
-    return nnx.merge(graphdef, state["params"], state["rest"])
+# ----------------------------------------------------------------------------- step
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, seed: int,
@@ -369,10 +69,10 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, se
     """The pure training step.
 
     ``train_step(state, opt_state, batch, step) -> (state, opt_state, metrics)``:
-    ``batch`` is a dict of section-B arrays (global batch), ``step`` an int32 scalar (0-based
-    global step; the PRNG key is ``fold_in(PRNGKey(seed), step)``). ``metrics`` holds the
-    model's scalar metrics plus ``loss``, ``grad_norm`` (before clipping), ``param_norm`` and
-    ``lr``.
+    ``batch`` is a dict of batch arrays (:mod:`fgpose.data.pipeline`; global batch),
+    ``step`` an int32 scalar (0-based global step; the PRNG key is
+    ``fold_in(PRNGKey(seed), step)``). ``metrics`` holds the model's scalar metrics plus
+    ``loss``, ``grad_norm`` (before clipping), ``param_norm`` and ``lr``.
     """
     base_key = jax.random.PRNGKey(seed)
 
@@ -402,20 +102,6 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, se
     return train_step
 
 
-def place(tree: Any, shardings: Any) -> Any:
-    """Puts host values (identical on every process) onto global shardings."""
-
-    def one(x, s):
-        x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, s, lambda idx: x[idx])
-
-    return jax.tree.map(one, tree, shardings)
-
-
-def _abstract(tree: Any, shardings: Any) -> Any:
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s), tree, shardings)
-
-
 @dataclasses.dataclass
 class Setup:
     """Everything the loop (and evaluation) needs, built by :func:`setup`."""
@@ -433,43 +119,13 @@ class Setup:
     num_classes: int
 
 
-def init_model(config, num_classes: int, mesh, *, model_fn: Callable | None = None):
-    """Builds the model and places its state on ``mesh``.
-
-    Random initialisation runs as one jitted computation (much faster than eager init of a
-    detector: one dispatch instead of thousands), directly into the target shardings; the
-    Keras ImageNet backbone (eager weight copying) is built eagerly.
-
-    Returns:
-      ``(graphdef, abstract_state, state_shardings, state)``; ``abstract_state`` holds
-      ``ShapeDtypeStruct`` leaves.
-    """
-    fn = model_fn or build_model
-    seed = int(config.train.seed)
-    mode = config.train.param_sharding
-    if config.model.backbone.init == "random":
-        abstract_model = nnx.eval_shape(lambda: fn(config, num_classes, seed))
-        graphdef, abstract = split_model(abstract_model)
-        shardings = distributed.param_shardings(abstract, mesh, mode)
-
-        def make():
-            return split_model(fn(config, num_classes, seed))[1]
-
-        state = jax.jit(make, out_shardings=shardings)()
-        return graphdef, abstract, shardings, state
-    model = fn(config, num_classes, seed)
-    graphdef, host_state = split_model(model)
-    shardings = distributed.param_shardings(host_state, mesh, mode)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), host_state)
-    return graphdef, abstract, shardings, place(host_state, shardings)
-
-
-def setup(config, num_classes: int, *, model_fn: Callable | None = None, mesh=None) -> Setup:
+def setup(config, num_classes: int, *, model_fn: ModelFn | None = None, mesh=None) -> Setup:
     """Builds the model, optimizer, shardings and the jitted step (fresh initialisation).
 
     Args:
-      model_fn: ``(config, num_classes, seed) -> nnx.Module`` (default :func:`build_model`);
-        tests pass a stand-in with the detector's ``losses``/``predict`` interface.
+      model_fn: ``(config, num_classes, seed) -> nnx.Module`` (default
+        :func:`fgpose.models.build.build_model`); tests pass a stand-in with the detector's
+        ``losses``/``predict`` interface.
     """
     mesh = mesh or distributed.make_mesh(dict(config.train.mesh_shape))
     graphdef, host_state, state_shardings, state = init_model(config, num_classes, mesh, model_fn=model_fn)
@@ -491,52 +147,7 @@ def setup(config, num_classes: int, *, model_fn: Callable | None = None, mesh=No
                  num_classes)
 
 
-# ----------------------------------------------------------------------------- logging
-
-
-class SummaryWriter:
-    """Scalar TensorBoard event files via ``tf.summary.write`` (no tensorboard package needed).
-
-    Writes on process 0 only; imports TensorFlow lazily.
-    """
-
-    def __init__(self, logdir: str | os.PathLike, enabled: bool = True):
-        self._writer = None
-        if not enabled:
-            return
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
-
-        tf.config.set_visible_devices([], "GPU")
-        self._tf = tf
-        self._meta = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-        self._writer = tf.summary.create_file_writer(str(logdir))
-
-    def scalars(self, step: int, values: Mapping[str, float], prefix: str = "") -> None:
-        if self._writer is None:
-            return
-        with self._writer.as_default():
-            for k, v in values.items():
-                v = float(v)
-                if math.isfinite(v):
-                    self._tf.summary.write(prefix + k, self._tf.constant(v, self._tf.float32), step=int(step),
-                                           metadata=self._meta)
-        self._writer.flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
 # ----------------------------------------------------------------------------- the loop
-
-
-def _default_train_iterator(config, start_step: int, process_index: int, process_count: int):
-    from fgpose.data import make_train_iterator
-
-    return make_train_iterator(config, start_step, process_index, process_count)
 
 
 class _StopFlag:
@@ -567,7 +178,7 @@ def train_and_evaluate(
     config,
     workdir: str | os.PathLike,
     *,
-    model_fn: Callable | None = None,
+    model_fn: ModelFn | None = None,
     train_iterator_fn: Callable | None = None,
     eval_fn: Callable | None = None,
     num_classes: int | None = None,
@@ -582,8 +193,8 @@ def train_and_evaluate(
       workdir: output directory: ``checkpoints/``, ``tensorboard/``, ``eval/``, ``config.json``.
       model_fn: ``(config, num_classes, seed) -> nnx.Module`` (default: the detector).
       train_iterator_fn: ``(config, start_step, process_index, process_count) -> iterator`` of
-        this process's section-B batches from global step ``start_step`` (default
-        :func:`fgpose.data.make_train_iterator`).
+        this process's batches (:mod:`fgpose.data.pipeline`) from global step ``start_step``
+        (default :func:`fgpose.data.make_train_iterator`).
       eval_fn: ``(setup, step) -> dict`` run every ``eval_every`` steps and at the end
         (default: :func:`fgpose.evaluate.evaluate` on ``config.dataset.eval_split``).
       num_classes: skip :func:`resolve_num_classes` (tests with in-memory data).
@@ -594,8 +205,6 @@ def train_and_evaluate(
     Returns:
       ``{'step': final step, 'metrics': last logged training metrics, 'eval': last eval}``.
     """
-    from fgpose import checkpoint as ckpt
-
     validate_config(config)
     workdir = pathlib.Path(workdir)
     primary = distributed.is_primary()
@@ -622,15 +231,14 @@ def train_and_evaluate(
     gbs = int(config.train.global_batch_size)
     result: dict[str, Any] = {"step": start_step, "metrics": {}, "eval": None}
     if eval_fn is None:
-        from fgpose import evaluate as evaluate_lib
 
         def eval_fn(setup_, step):
             return evaluate_lib.evaluate(config, workdir, setup_.graphdef, setup_.state, mesh=setup_.mesh,
                                          step=step, state_shardings=setup_.state_shardings,
                                          num_classes=setup_.num_classes)
 
-    writer = SummaryWriter(workdir / "tensorboard", enabled=primary and config.train.get("tensorboard", True))
-    iterator = (train_iterator_fn or _default_train_iterator)(
+    writer = MetricWriter(workdir / "tensorboard", enabled=primary and config.train.tensorboard)
+    iterator = (train_iterator_fn or make_train_iterator)(
         config, start_step, jax.process_index(), jax.process_count())
     bar = None
     if primary and progress and start_step < end_step:
@@ -664,7 +272,7 @@ def train_and_evaluate(
                     result["metrics"] = values
                     if log_fn is not None:
                         log_fn(step, values)
-                    writer.scalars(step, values, prefix="train/")
+                    writer.write_scalars(step, values, prefix="train/")
                     if primary:
                         text = " ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()))
                         (bar.write if bar is not None else print)(f"step {step}: {text}")
@@ -673,13 +281,13 @@ def train_and_evaluate(
                 if step % config.train.checkpoint_every == 0 or step == num_steps or (final and step > start_step):
                     manager.save(step, s.state, s.opt_state, {"step": step, "images_seen": step * gbs})
                 do_eval = (config.train.eval_every and step % config.train.eval_every == 0 and step < num_steps) or (
-                    step == num_steps and config.train.get("final_eval", True))
+                    step == num_steps and config.train.final_eval)
                 if do_eval:
                     res = eval_fn(s, step)
                     result["eval"] = res
                     if res:
-                        writer.scalars(step, {k: v for k, v in res.items() if isinstance(v, (int, float))},
-                                       prefix="eval/")
+                        writer.write_scalars(step, {k: v for k, v in res.items() if isinstance(v, (int, float))},
+                                             prefix="eval/")
                 if stop.stop:
                     break
     finally:

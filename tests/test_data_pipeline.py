@@ -142,7 +142,7 @@ def make_config(data_dir, *, hflip=False, num_workers=2, gbs=4, eval_bs=4, with_
         dataset=ns(name=NAME, builder_config=None, data_dir=data_dir, train_split="train", eval_split="test",
                    num_classes=3),
         data=ns(input_size=INPUT_SIZE, max_boxes=MAX_BOXES, hflip=hflip, num_workers=num_workers,
-                with_fields=with_fields),
+                with_fields=with_fields, symmetry_axis="z"),
         train=ns(global_batch_size=gbs, seed=7),
         eval=ns(batch_size=eval_bs),
     )

@@ -17,6 +17,7 @@ import optax
 import pytest
 from flax import nnx
 
+from fgpose.config import model_config, tiny_model_config
 from fgpose.models import detector, heads
 from tests.reference import offset as ref_offset
 from tests.reference import projection_original as ref_projection_original
@@ -90,7 +91,7 @@ _predict = jax.jit(lambda model, batch: model.predict(batch))
 
 @pytest.fixture(scope="module")
 def cfg():
-    return detector.tiny_model_config()
+    return tiny_model_config()
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +131,8 @@ def first_step(trainer, batch):
 # ----------------------------------------------------------------------------- tests
 
 
-def test_configs_have_section_c_fields(cfg):
-    d = detector.default_model_config()
+def test_model_config_has_every_detectron_field(cfg):
+    d = model_config()
     for path in [
         "backbone.depth", "backbone.width", "backbone.norm", "backbone.init", "backbone.weights_path",
         "fpn.channels", "fpn.levels", "anchors.sizes", "anchors.aspect_ratios", "rpn.pre_nms_topk",
@@ -247,7 +248,7 @@ def test_gradients_finite_and_nonzero(first_step):
 def test_frozen_bn_is_not_a_param():
     from fgpose.models.resnet import FrozenAffine
 
-    c = detector.tiny_model_config()
+    c = tiny_model_config()
     c.backbone.norm = "frozen_bn"
     m = detector.PoseDetector(c, NUM_CLASSES, rngs=_rngs())
     paths = lambda state: {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(state)}  # noqa: E731
@@ -294,7 +295,7 @@ def test_predict(trainer, batch, cfg):
 
 def test_bfloat16_compute_dtypes(batch):
     """bfloat16 compute (traced only), also with the optional box-geometry pose inputs."""
-    c = detector.tiny_model_config()
+    c = tiny_model_config()
     c.compute_dtype = "bfloat16"
     c.pose_head.box_features = True
     m = detector.PoseDetector(c, NUM_CLASSES, rngs=_rngs())

@@ -114,6 +114,75 @@ def test_unit_box_corners_have_unit_diagonal():
     assert np.linalg.norm(c.max(0) - c.min(0)) == pytest.approx(1.0)
 
 
+REAL_CAR = "189c2b53ef76d02978a20fe14185667"
+"""The one ShapeNet car of the shared release (a StanfordCars3D class model)."""
+
+
+def _obj_vertices(path) -> np.ndarray:
+    """The ``v x y z`` lines of an OBJ file, float64 (independent of fgpose.mesh)."""
+    rows = [line.split()[1:4] for line in pathlib.Path(path).read_text().splitlines() if line.startswith("v ")]
+    return np.asarray(rows, np.float64)
+
+
+def _unit_diagonal(v: np.ndarray) -> np.ndarray:
+    lo, hi = v.min(0), v.max(0)
+    return (v - (lo + hi) / 2) / np.linalg.norm(hi - lo)
+
+
+def test_class_vertices_are_the_real_builders_cad_models(tmp_path, monkeypatch, release_dir):
+    """Evaluation asks the stanford_cars3d builder for its classes' meshes: line i of the
+    release's CAD/StanfordCars3D.txt is class i's model, normalised to unit diagonal. The
+    release has one ShapeNet car; the other classes' models are boxes of distinct shapes."""
+    import shutil
+
+    import ml_collections
+
+    text = (release_dir / "CAD" / "StanfordCars3D.txt").read_text()
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    assert len(ids) == 196 and REAL_CAR in ids
+    root = tmp_path / "release"
+    (root / "CAD").mkdir(parents=True)
+    shutil.copy(release_dir / "CAD" / "StanfordCars3D.txt", root / "CAD")
+    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], np.float64)
+    faces = "\n".join(f"f {a} {b} {c}" for a, b, c in [(1, 2, 4), (1, 4, 3), (5, 7, 8), (5, 8, 6), (1, 5, 6),
+                                                         (1, 6, 2), (3, 4, 8), (3, 8, 7), (1, 3, 7), (1, 7, 5),
+                                                         (2, 6, 8), (2, 8, 4)])
+    expected = {}
+    for k, model_id in enumerate(sorted(set(ids))):
+        d = root / "CAD" / "02958343" / model_id
+        d.mkdir(parents=True)
+        if model_id == REAL_CAR:
+            real = release_dir / "CAD" / "02958343" / REAL_CAR / "model.obj"
+            (d / "model.obj").symlink_to(real)
+            expected[model_id] = _unit_diagonal(_obj_vertices(real))
+        else:
+            v = corners * [1.0 + 0.1 * k, 0.5, 0.25 + 0.01 * k] + [k, -1.0, 2.0]
+            (d / "model.obj").write_text("\n".join(f"v {x:.17g} {y:.17g} {z:.17g}" for x, y, z in v) + "\n" + faces + "\n")
+            expected[model_id] = _unit_diagonal(v)
+    monkeypatch.setenv("FGPOSE_RELEASE_DIR", str(root))
+    monkeypatch.setenv("FGPOSE_CACHE_DIR", str(tmp_path / "mesh_cache"))
+    # Nothing is built in data_dir: the builder only reads the release.
+    config = ml_collections.ConfigDict(
+        {"dataset": {"name": "stanford_cars3d", "builder_config": "v2", "data_dir": str(tmp_path / "tfds")}})
+
+    verts, mask, source = ev.class_vertices(config, 196)
+    assert source == "cad" and verts.shape == (196, ev.MAX_VERTICES, 3) and mask.shape == (196, ev.MAX_VERTICES)
+    for label, model_id in enumerate(ids):
+        want = expected[model_id]
+        if len(want) > ev.MAX_VERTICES:  # documented deterministic uniform subsample
+            want = want[np.linspace(0, len(want) - 1, ev.MAX_VERTICES).round().astype(int)]
+        assert mask[label].sum() == len(want) and not mask[label, len(want):].any()
+        np.testing.assert_allclose(verts[label][mask[label]], want, atol=1e-6, err_msg=f"class {label} {model_id}")
+    assert len(expected[REAL_CAR]) > ev.MAX_VERTICES
+
+    # Another class count, or a missing model: the documented unit-box proxy.
+    assert ev.class_vertices(config, 195)[2] == ev.UNIT_BOX
+    (root / "CAD" / "02958343" / ids[7] / "model.obj").unlink()
+    verts, mask, source = ev.class_vertices(config, 196)
+    assert source == ev.UNIT_BOX and mask.all()
+    np.testing.assert_allclose(verts[5], ev.unit_box_corners())
+
+
 def test_evaluate_writes_json_pngs_and_prints_table(tmp_path, capsys):
     """Train the stand-in 2 steps, then evaluate_workdir restores it and writes the outputs."""
     from fgpose.data import make_eval_iterator

@@ -27,7 +27,6 @@ from fgpose import camera
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "configs"))
 
 NUM_CLASSES = 3
 BOX_CORNERS = np.array([[x, y, z] for x in (-0.3, 0.3) for y in (-0.15, 0.15) for z in (-0.2, 0.2)])
@@ -140,7 +139,7 @@ def train_iter_fn(examples):
 
 
 def tiny_config(**overrides):
-    import tiny
+    from configs import tiny
 
     c = tiny.get_config()
     c.dataset.num_classes = NUM_CLASSES
@@ -252,7 +251,7 @@ def reference(tmp_path_factory):
 def test_learning_rate_schedule_matches_detectron_formula():
     import ml_collections
 
-    from fgpose.train import learning_rate_schedule
+    from fgpose.optim import learning_rate_schedule
 
     optim = ml_collections.ConfigDict(dict(base_lr=0.02, warmup_steps=500, warmup_factor=1 / 3,
                                            decay_steps=(60000, 80000), decay_factor=0.1))
@@ -266,12 +265,12 @@ def test_learning_rate_schedule_matches_detectron_formula():
 
 def test_optimizer_sgd_momentum_weight_decay_and_clipping_reference():
     """Two steps against a NumPy SGD: clip -> + wd*w on kernels only -> momentum -> update."""
-    import ml_collections
+    from fgpose.config import base_config
+    from fgpose.optim import make_optimizer
 
-    from fgpose.train import make_optimizer
-
-    optim = ml_collections.ConfigDict(dict(base_lr=0.1, warmup_steps=0, warmup_factor=1.0, decay_steps=(1,),
-                                           decay_factor=0.5, momentum=0.9, weight_decay=0.01, clip_norm=1.0))
+    optim = base_config().optim
+    optim.update(dict(base_lr=0.1, warmup_steps=0, warmup_factor=1.0, decay_steps=(1,), decay_factor=0.5,
+                      momentum=0.9, weight_decay=0.01, clip_norm=1.0))
     tx = make_optimizer(optim)
     params = {"kernel": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "bias": jnp.array([1.0, -1.0])}
     grads = [{"kernel": jnp.array([[3.0, 0.0], [0.0, 4.0]]), "bias": jnp.array([0.0, 0.0])},
@@ -455,3 +454,96 @@ def test_init_checkpoint_loads_matching_params_and_reinitialises_class_layers(tm
     # ... the class-dependent head (3+11 vs 5+11 outputs) keeps the fresh 5-class init.
     np.testing.assert_array_equal(np.asarray(got["head"]["kernel"][...]), np.asarray(init["head"]["kernel"][...]))
     assert got["head"]["kernel"][...].shape == (16, 5 + 4 + 7)
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+def test_frozen_patterns_zero_exactly_the_matching_updates():
+    """``optim.frozen_patterns`` match '/'-joined parameter paths of the split model state."""
+    import optax
+
+    from fgpose.config import base_config
+    from fgpose.models.build import split_model
+    from fgpose.optim import make_optimizer
+
+    optim = base_config().optim
+    optim.frozen_patterns = (r"^conv1/",)
+    _, abstract = split_model(nnx.eval_shape(lambda: StandIn(None, NUM_CLASSES, rngs=nnx.Rngs(0))))
+    params = jax.tree.map(lambda x: jnp.full(x.shape, 0.5, x.dtype), abstract["params"])
+    grads = jax.tree.map(jnp.ones_like, params)
+    tx = make_optimizer(optim)
+    new = jax.jit(lambda p, g: optax.apply_updates(p, tx.update(g, tx.init(p), p)[0]))(params, grads)
+    for name in ("conv1", "conv2", "head", "norm"):
+        for leaf in ("kernel", "bias", "scale"):
+            if leaf not in new[name]:
+                continue
+            changed = not np.array_equal(np.asarray(new[name][leaf][...]), np.asarray(params[name][leaf][...]))
+            assert changed == (name != "conv1"), (name, leaf)
+
+
+def test_metric_writer_event_file_has_tensorboard_scalars(tmp_path):
+    """The event file read back with TensorFlow's record reader: one scalar per finite value."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    from fgpose.metric_writer import MetricWriter
+
+    w = MetricWriter(tmp_path / "tb")
+    w.write_scalars(3, {"loss": 1.5, "bad": float("nan")}, prefix="train/")
+    w.write_scalars(7, {"loss": np.float32(0.25)}, prefix="train/")
+    w.close()
+    w.close()  # idempotent
+    got = []
+    for path in sorted((tmp_path / "tb").iterdir()):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for v in event.summary.value:
+                assert v.metadata.plugin_data.plugin_name == "scalars"
+                got.append((event.step, v.tag, float(tf.make_ndarray(v.tensor))))
+    assert got == [(3, "train/loss", 1.5), (7, "train/loss", 0.25)]
+    disabled = MetricWriter(tmp_path / "off", enabled=False)
+    disabled.write_scalars(1, {"loss": 1.0})
+    disabled.close()
+    assert not (tmp_path / "off").exists()
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    """Every module ``path`` imports (``from a import b`` counts as ``a`` and ``a.b``), lazy ones too."""
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return out
+
+
+def test_imports_run_one_way():
+    """distributed -> checkpoint -> evaluate -> train; tfds_builders below fgpose.data, reached
+    only through fgpose.data.registry."""
+    def module(path):
+        return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+    files = {module(p): _imports(p) for d in ("fgpose", "tfds_builders") for p in (ROOT / d).rglob("*.py")}
+    assert "fgpose.train" in files and "fgpose.data.registry" in files
+
+    def imports(mod, target):
+        return any(i == target or i.startswith(target + ".") for i in files[mod])
+
+    for mod in files:
+        if mod != "fgpose.data.registry":
+            assert not imports(mod, "tfds_builders") or mod.startswith("tfds_builders"), mod
+        if mod.startswith("tfds_builders"):
+            for higher in ("fgpose.data", "fgpose.config", "fgpose.models", "fgpose.optim", "fgpose.checkpoint",
+                           "fgpose.evaluate", "fgpose.train"):
+                assert not imports(mod, higher), (mod, higher)
+        if mod != "fgpose.train":
+            assert not imports(mod, "fgpose.train"), mod
+    assert not any(i.startswith("fgpose") for i in files["fgpose.distributed"])
+    for higher in ("fgpose.evaluate", "fgpose.train"):
+        assert not imports("fgpose.checkpoint", higher)
+    assert imports("fgpose.evaluate", "fgpose.checkpoint") and imports("fgpose.train", "fgpose.evaluate")

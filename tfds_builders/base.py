@@ -1,4 +1,4 @@
-"""Shared machinery of the fgpose TFDS builders (spec section A of the features).
+"""Shared machinery of the fgpose TFDS builders.
 
 Every builder emits the same per-example features (:func:`pose3d_features`); the geometry
 (camera matrices, box, mask, location field) comes from
@@ -10,11 +10,13 @@ share and nothing dataset-specific:
 * :class:`Pose3DBuilder` — ``array_record`` by default (random access through
   ``tfds.data_source``), skip bookkeeping (:class:`SkipLog`: every bad input is skipped
   with a warning, counted per split and reason, summarised in the log and written to
-  ``<data_dir>/<name>/<config>/<version>/skipped.json``);
+  ``<data_dir>/<name>/<config>/<version>/skipped.json``), and the ``class_meshes()``
+  contract (:attr:`Pose3DBuilder.CLASS_MESH_SOURCE`);
 * :class:`ReleaseBuilder` — the three real datasets: reads a manual directory laid out like
   the release (``Anno3D/``, ``CAD/``, ``Image/``, see :mod:`fgpose.annotations`), loads each
   mesh once (by model id, decimated to ``max_faces``, through the ``.npz`` mesh cache) and
-  yields one example per annotation. Subclasses only say where the class labels come from.
+  yields one example per annotation; its ``class_meshes()`` are the CAD models named by
+  ``CAD/<Dataset>3D.txt``. Subclasses only say where the class labels come from.
 """
 
 from __future__ import annotations
@@ -93,7 +95,11 @@ def v1_v2_configs() -> list[Pose3DConfig]:
 
 
 def pose3d_features(label: tfds.features.ClassLabel) -> tfds.features.FeaturesDict:
-    """The per-example features of spec section A with the given fine-grained ``label``."""
+    """The per-example features every fgpose builder emits, with the given fine-grained ``label``.
+
+    :mod:`fgpose.data.sources` reads them and :func:`fgpose.data.preprocess.preprocess_example`
+    turns one into a batch row.
+    """
     return tfds.features.FeaturesDict(
         {
             "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg",
@@ -252,6 +258,18 @@ class Pose3DBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
+
+    CLASS_MESH_SOURCE: str = "class_meshes"
+    """What :meth:`class_meshes` returns, as evaluation reports it (``add_vertices``)."""
+
+    def class_meshes(self) -> list[mesh_lib.Mesh]:
+        """The mesh of every class, in label order: the model every example of that class shows,
+        in the frame its poses refer to (evaluation's ``~e_ADD`` vertices).
+
+        Raises:
+          NotImplementedError: the builder cannot name them (subclasses that can override this).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no class meshes")
 
     def __init__(self, *, file_format: str | tfds.core.FileFormat | None = None, **kwargs):
         super().__init__(file_format=file_format, **kwargs)
@@ -413,9 +431,44 @@ class ReleaseBuilder(Pose3DBuilder, skip_registration=True):
             citation=CITATION,
         )
 
+    CLASS_MESH_SOURCE = "cad"
+
     @property
     def info_release(self) -> anno_lib.DatasetInfo:
         return anno_lib.get_dataset(self.DATASET)
+
+    def class_meshes(self, root: os.PathLike | None = None) -> list[mesh_lib.Mesh]:
+        """The CAD model of every class, in label order: line ``i`` of ``CAD/<Dataset>3D.txt``
+        (:func:`fgpose.annotations.load_class_models`) is class ``i``'s ShapeNet model.
+
+        Meshes are loaded at full resolution and normalised (bounding box centred, unit
+        diagonal: :func:`fgpose.mesh.load_mesh` with ``normalize=True``); a model shared by
+        several classes is loaded once.
+
+        Args:
+          root: the release root (or a manual directory laid out like it); default
+            ``$FGPOSE_RELEASE_DIR`` (:func:`fgpose.annotations.release_dir`).
+
+        Raises:
+          FileNotFoundError: no root, no class list, or any class's ``model.obj`` missing
+            (the message counts the missing ones).
+          ValueError: the class list does not have :attr:`NUM_CLASSES` lines.
+        """
+        root = pathlib.Path(root) if root is not None else anno_lib.release_dir()
+        if root is None:
+            raise FileNotFoundError(f"{self.name}: set ${anno_lib.RELEASE_DIR_ENV} to the release root "
+                                    f"(its CAD/ holds the class models)")
+        ids = anno_lib.load_class_models(root, self.DATASET)
+        if len(ids) != self.NUM_CLASSES:
+            raise ValueError(f"{self.name}: {self.info_release.class_models_file} under {root} has {len(ids)} "
+                             f"lines, expected {self.NUM_CLASSES}")
+        paths = {i: anno_lib.cad_path(root, self.DATASET, i) for i in ids}
+        missing = sorted(str(p) for p in paths.values() if not p.exists())
+        if missing:
+            raise FileNotFoundError(f"{self.name}: {len(missing)} of {len(paths)} CAD models missing under {root}, "
+                                    f"e.g. {missing[0]}")
+        meshes = {i: mesh_lib.load_mesh(p, normalize=True) for i, p in paths.items()}
+        return [meshes[i] for i in ids]
 
     def _load_labels(self, root: pathlib.Path) -> Labels:
         raise NotImplementedError

@@ -1,6 +1,8 @@
-"""Input pipeline: TFDS (section A features) -> per-process NumPy batches (section B).
+"""Input pipeline: TFDS examples (:func:`tfds_builders.base.pose3d_features`) -> per-process
+NumPy batches (:mod:`fgpose.data.pipeline`).
 
-See :mod:`fgpose.data.order` (deterministic, resumable order), :mod:`fgpose.data.preprocess`
+See :mod:`fgpose.data.registry` (the one way to the project's TFDS builders),
+:mod:`fgpose.data.order` (deterministic, resumable order), :mod:`fgpose.data.preprocess`
 (resize/pad/flip geometry), :mod:`fgpose.data.sources` (TFDS ``array_record`` random access,
 in-memory sources) and :mod:`fgpose.data.pipeline` (prefetching iterators).
 """

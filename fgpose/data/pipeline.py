@@ -1,4 +1,10 @@
-"""Per-process NumPy batches (spec section B) from a random-access source, with prefetching.
+"""Per-process NumPy batches from a random-access source, with prefetching.
+
+A batch is the examples of :func:`fgpose.data.preprocess.preprocess_example` stacked by
+:func:`collate` (keys ``image``, ``image_hw``, ``original_hw``, ``scale``, ``boxes``,
+``box_valid``, ``labels``, ``pose``, ``frame_height``, ``index``, ``valid``, ``flipped``; with
+``data.with_fields`` also ``mask`` and ``location_field``): what the model's ``losses`` and
+``predict`` take.
 
 Training: :func:`make_train_iterator` yields the batch of global step ``start_step``,
 ``start_step + 1``, ... forever; ``iterator.state`` is the step of the *next* batch, so a
@@ -26,21 +32,6 @@ from fgpose.data.sources import InMemorySource, open_tfds_source
 log = logging.getLogger(__name__)
 
 Batch = dict[str, np.ndarray]
-
-_MISSING = object()
-
-
-def _cfg(config, path: str, default: Any = _MISSING) -> Any:
-    """``config.a.b`` with a default for missing fields (ConfigDict, dataclass or dict)."""
-    node = config
-    for part in path.split("."):
-        try:
-            node = node[part] if isinstance(node, Mapping) else getattr(node, part)
-        except (AttributeError, KeyError):
-            if default is _MISSING:
-                raise KeyError(f"config has no field {path!r}") from None
-            return default
-    return node
 
 
 def collate(examples: Sequence[Mapping[str, np.ndarray]], indices: np.ndarray) -> Batch:
@@ -156,20 +147,18 @@ def _process(process_index: int | None, process_count: int | None) -> tuple[int,
 
 def open_source(config, split: str) -> Sequence[Mapping[str, Any]]:
     """The random-access source of ``split`` for ``config.dataset`` (prepared TFDS dataset)."""
-    return open_tfds_source(
-        _cfg(config, "dataset.name"),
-        split,
-        data_dir=_cfg(config, "dataset.data_dir", None),
-        builder_config=_cfg(config, "dataset.builder_config", None),
-    )
+    ds = config.dataset
+    return open_tfds_source(ds.name, split, data_dir=ds.data_dir, builder_config=ds.builder_config)
 
 
 def _example_options(config) -> dict[str, Any]:
+    """The :func:`preprocess_example` options of ``config.data``."""
+    data = config.data
     return dict(
-        input_size=tuple(int(x) for x in _cfg(config, "data.input_size")),
-        max_boxes=int(_cfg(config, "data.max_boxes")),
-        with_fields=bool(_cfg(config, "data.with_fields", False)),
-        symmetry_axis=str(_cfg(config, "data.symmetry_axis", "z")),
+        input_size=tuple(int(x) for x in data.input_size),
+        max_boxes=int(data.max_boxes),
+        with_fields=bool(data.with_fields),
+        symmetry_axis=str(data.symmetry_axis),
     )
 
 
@@ -185,19 +174,20 @@ def make_train_iterator(
     """Infinite iterator of this process's training batches from global step ``start_step``.
 
     Reads ``config.dataset.{name, builder_config, data_dir, train_split}``,
-    ``config.data.{input_size, max_boxes, hflip, num_workers, with_fields (opt.),
-    symmetry_axis (opt., 'z')}``, ``config.train.{global_batch_size, seed}``.
+    ``config.data.{input_size, max_boxes, hflip, num_workers, with_fields, symmetry_axis}``,
+    ``config.train.{global_batch_size, seed}``.
 
     Args:
-      config: experiment config (ml_collections / nested mapping).
+      config: experiment config (:func:`fgpose.config.base_config`; any object with these
+        attributes).
       start_step: global step of the first batch (resume: the checkpoint's ``iterator.state``).
       process_index, process_count: default ``jax.process_index()/process_count()``.
-      source: optional in-memory source (a sequence of section-A example dicts) used instead
-        of the TFDS split.
+      source: optional in-memory source (a sequence of example dicts, see
+        :mod:`fgpose.data.sources`) used instead of the TFDS split.
       prefetch: batches computed ahead (default ``2 * num_workers``).
 
     Returns:
-      A :class:`BatchIterator`; each batch is a dict of section-B arrays with leading size
+      A :class:`BatchIterator`; each batch is a dict of arrays (module docstring) with leading size
       ``config.train.global_batch_size // process_count``.
 
     Raises:
@@ -205,13 +195,13 @@ def make_train_iterator(
     """
     pi, pc = _process(process_index, process_count)
     if source is None:
-        source = open_source(config, _cfg(config, "dataset.train_split", "train"))
+        source = open_source(config, config.dataset.train_split)
     elif not hasattr(source, "__getitem__"):
         source = InMemorySource(list(source))
     n = len(source)
-    gbs = int(_cfg(config, "train.global_batch_size"))
-    seed = int(_cfg(config, "train.seed", 0))
-    hflip = bool(_cfg(config, "data.hflip", False))
+    gbs = int(config.train.global_batch_size)
+    seed = int(config.train.seed)
+    hflip = bool(config.data.hflip)
     options = _example_options(config)
     per_process = gbs // pc
     order._check(n, gbs, pi, pc)
@@ -233,7 +223,7 @@ def make_train_iterator(
     return BatchIterator(
         make_batch,
         start=start_step,
-        num_workers=int(_cfg(config, "data.num_workers", 2)),
+        num_workers=int(config.data.num_workers),
         prefetch=prefetch,
     )
 
@@ -259,12 +249,12 @@ def make_eval_iterator(
     """
     pi, pc = _process(process_index, process_count)
     if source is None:
-        split = split or _cfg(config, "dataset.eval_split", "test")
+        split = split or config.dataset.eval_split
         source = open_source(config, split)
     elif not hasattr(source, "__getitem__"):
         source = InMemorySource(list(source))
     n = len(source)
-    gbs = int(batch_size if batch_size is not None else _cfg(config, "eval.batch_size"))
+    gbs = int(batch_size if batch_size is not None else config.eval.batch_size)
     options = _example_options(config)
     pad = padding_example(options["input_size"], options["max_boxes"], options["with_fields"])
     order._check(max(n, 1), gbs, pi, pc)
@@ -282,7 +272,7 @@ def make_eval_iterator(
         make_batch,
         start=start_batch,
         num_batches=order.num_eval_batches(n, gbs),
-        num_workers=int(_cfg(config, "data.num_workers", 2)),
+        num_workers=int(config.data.num_workers),
         prefetch=prefetch,
     )
 

@@ -148,7 +148,7 @@ def preprocess_example(
     with_fields: bool = False,
     symmetry_axis: str = "z",
 ) -> dict[str, np.ndarray]:
-    """One section-A example -> one section-B example (no batch axis).
+    """One dataset example (:mod:`fgpose.data.sources`) -> one batch row (no batch axis).
 
     Args:
       example: dict with ``image`` (``(H, W, 3)`` uint8 or encoded bytes), ``label`` (int),

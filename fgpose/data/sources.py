@@ -1,7 +1,8 @@
 """Random-access example sources: a TFDS ``array_record`` split, or a list in memory.
 
 A *source* is any sequence ``source[i] -> example`` with ``len(source)``, where an example is
-a dict of NumPy values with the section-A features (``image`` ``(H, W, 3)`` uint8 decoded,
+a dict of NumPy values with the features of :func:`tfds_builders.base.pose3d_features`
+(``image`` ``(H, W, 3)`` uint8 decoded,
 ``image/size``, ``label``, ``pose``, ``box``, optionally ``mask`` ``(h, w, 1)`` uint8 and
 ``location_field`` ``(h, w, 3)`` float16 ...). ``tfds`` data sources decode images to NumPy
 already (with OpenCV), so nothing downstream decodes bytes unless an in-memory example holds
@@ -10,14 +11,13 @@ encoded bytes (see :func:`decode_image`).
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
 
-log = logging.getLogger(__name__)
+from fgpose.data import registry
 
 
 class DatasetNotBuiltError(RuntimeError):
@@ -25,25 +25,14 @@ class DatasetNotBuiltError(RuntimeError):
 
 
 def _build_hint(name: str, builder_config: str | None, data_dir: str | None) -> str:
-    cfg = f", config={builder_config!r}" if builder_config else ""
-    ddir = f", data_dir={data_dir!r}" if data_dir else ""
     cli_cfg = f" --config {builder_config}" if builder_config else ""
     cli_dir = f" --data_dir {data_dir}" if data_dir else ""
     return (
-        f"Build it first, e.g. in Python: `import tfds_builders, tensorflow_datasets as tfds; "
-        f"tfds.builder({name!r}{cfg}{ddir}).download_and_prepare()`, or from the shell: "
-        f"`python -m tfds_builders.build {name}{cli_cfg}{cli_dir}` (if that CLI exists) / "
-        f"`tfds build {name}{(' --config ' + builder_config) if builder_config else ''}"
-        f"{(' --data_dir ' + data_dir) if data_dir else ''} --imports tfds_builders`."
+        f"Build it first, from the shell: `python -m tfds_builders.build {name}{cli_cfg}{cli_dir}` "
+        f"(or `tfds build {name}{cli_cfg}{cli_dir} --imports tfds_builders`), or in Python: "
+        f"`from fgpose.data import registry; "
+        f"registry.builder({name!r}, {builder_config!r}, {data_dir!r}).download_and_prepare()`."
     )
-
-
-def _import_builders() -> None:
-    """Registers the project's builders (``tfds_builders``) if the package imports cleanly."""
-    try:
-        import tfds_builders  # noqa: F401
-    except Exception as exc:  # the builders are optional: a prepared dataset is readable without them
-        log.debug("tfds_builders not importable (%s); reading prepared datasets from disk only", exc)
 
 
 def open_tfds_source(
@@ -70,15 +59,11 @@ def open_tfds_source(
     Returns:
       A sequence of decoded examples (dicts of NumPy arrays / Python scalars / bytes).
     """
-    import tensorflow_datasets as tfds
-
-    _import_builders()
     data_dir = os.fspath(data_dir) if data_dir is not None else None
     searched = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets (TFDS default)"
-    kwargs = {"config": builder_config} if builder_config else {}
     what = f"{name}" + (f"/{builder_config}" if builder_config else "")
     try:
-        builder = tfds.builder(name, data_dir=data_dir, **kwargs)
+        builder = registry.builder(name, builder_config, data_dir)
     except Exception as exc:  # DatasetNotFoundError, unknown config, ...
         raise DatasetNotBuiltError(
             f"TFDS dataset {what!r} not found (searched data_dir {searched}): "

@@ -53,10 +53,12 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import nnx
 
+from fgpose.config.defaults import LOSS_TERMS
+from fgpose.config.defaults import model_config as default_model_config  # noqa: F401  (old name, kept)
+from fgpose.config.defaults import tiny_model_config  # noqa: F401  (old home, kept)
 from fgpose.models import pose_coding
 from fgpose.models.anchors import generate_anchors, num_anchors_per_location
 from fgpose.models.boxes import (
@@ -79,120 +81,6 @@ from fgpose.models.roi_align import multilevel_roi_align
 from fgpose.models.rpn import RPNHead, anchor_labels, propose, rpn_losses
 
 Array = jax.Array
-
-
-# ----------------------------------------------------------------------------- configs
-
-
-def default_model_config() -> ml_collections.ConfigDict:
-    """``config.model`` with every section-C field (Detectron2 R50-FPN defaults) plus extras.
-
-    Section-C fields are those of ``configs/base.py``. Extra fields (all optional: the
-    detector falls back to these defaults when a config lacks them):
-
-    * ``backbone.freeze_at``: Detectron2 ``FREEZE_AT`` (stem + res2 with ImageNet weights);
-      ``-1`` = automatic: 2 for ``init='keras_resnet50'``, 0 for random init.
-    * ``rpn.iou_thresholds`` (0.3, 0.7), ``rpn.min_size`` (0), ``rpn.smooth_l1_beta`` (0 = L1).
-    * ``roi.fg_iou_threshold`` (0.5), ``roi.levels`` (P2..P5), ``roi.canonical_box_size``
-      (224) / ``roi.canonical_level`` (4).
-    * ``box_head.num_fc`` (2).
-    * ``pose_head.num_shared_fc`` (0: separate FC groups as in the paper),
-      ``pose_head.coding`` ('linear' | 'log'), ``pose_head.distance_scale`` (1.0),
-      ``pose_head.focal_scale`` (400.0), ``pose_head.quaternion_sign_invariant`` (True),
-      ``pose_head.box_features`` (False; True appends the RoI's log width/height in
-      annotation-frame pixels to the pose head's input: RoIAlign makes features
-      scale-invariant, so without it only perspective cues inform d and f).
-    * ``loss.box_beta`` (0.0 = L1, Detectron2), ``loss.pose_beta`` (1.0).
-    * ``test.nms_threshold`` (0.5).
-    """
-    m = ml_collections.ConfigDict()
-    m.backbone = ml_collections.ConfigDict()
-    m.backbone.depth = 50
-    m.backbone.width = 64
-    m.backbone.norm = "frozen_bn"
-    m.backbone.init = "random"
-    m.backbone.weights_path = ml_collections.FieldReference(None, field_type=str)
-    m.backbone.freeze_at = -1
-    m.fpn = ml_collections.ConfigDict()
-    m.fpn.channels = 256
-    m.fpn.levels = ("P2", "P3", "P4", "P5", "P6")
-    m.anchors = ml_collections.ConfigDict()
-    m.anchors.sizes = (32, 64, 128, 256, 512)
-    m.anchors.aspect_ratios = (0.5, 1.0, 2.0)
-    m.rpn = ml_collections.ConfigDict()
-    m.rpn.pre_nms_topk = 2000
-    m.rpn.post_nms_topk = 1000
-    m.rpn.nms_threshold = 0.7
-    m.rpn.batch_size_per_image = 256
-    m.rpn.positive_fraction = 0.5
-    m.rpn.iou_thresholds = (0.3, 0.7)
-    m.rpn.min_size = 0.0
-    m.rpn.smooth_l1_beta = 0.0
-    m.roi = ml_collections.ConfigDict()
-    m.roi.batch_size_per_image = 512
-    m.roi.positive_fraction = 0.25
-    m.roi.output_size = 7
-    m.roi.sampling_ratio = 2
-    m.roi.aligned = True
-    m.roi.fg_iou_threshold = 0.5
-    m.roi.levels = ("P2", "P3", "P4", "P5")
-    m.roi.canonical_box_size = 224.0
-    m.roi.canonical_level = 4
-    m.box_head = ml_collections.ConfigDict()
-    m.box_head.fc_dim = 1024
-    m.box_head.num_fc = 2
-    m.pose_head = ml_collections.ConfigDict()
-    m.pose_head.fc_dim = 1024
-    m.pose_head.num_fc = 2
-    m.pose_head.num_shared_fc = 0
-    m.pose_head.coding = "linear"
-    m.pose_head.distance_scale = 1.0
-    m.pose_head.focal_scale = 400.0
-    m.pose_head.quaternion_sign_invariant = True
-    m.pose_head.box_features = False
-    m.loss = ml_collections.ConfigDict()
-    for name in ("rpn_cls", "rpn_box", "cls", "box", "quaternion", "offset", "distance", "focal"):
-        m.loss[name] = 1.0
-    m.loss.box_beta = 0.0
-    m.loss.pose_beta = 1.0
-    m.test = ml_collections.ConfigDict()
-    m.test.score_threshold = 0.05
-    m.test.detections_per_image = 100
-    m.test.nms_threshold = 0.5
-    m.pixel_mean = (123.675, 116.28, 103.53)
-    m.pixel_std = (58.395, 57.12, 57.375)
-    m.compute_dtype = "float32"
-    return m
-
-
-def tiny_model_config() -> ml_collections.ConfigDict:
-    """A very small model for tests on ~64 px inputs (ResNet-18 of width 8, 16-channel FPN)."""
-    m = default_model_config()
-    m.backbone.depth = 18
-    m.backbone.width = 8
-    m.backbone.norm = "frozen_bn"  # GroupNorm compiles ~4x slower on CPU
-    m.fpn.channels = 16
-    m.anchors.sizes = (8, 16, 32, 64, 128)
-    m.rpn.pre_nms_topk = 64
-    m.rpn.post_nms_topk = 16
-    m.rpn.batch_size_per_image = 32
-    m.roi.batch_size_per_image = 8
-    m.roi.output_size = 4
-    m.box_head.fc_dim = 32
-    m.pose_head.fc_dim = 32
-    m.test.detections_per_image = 5
-    return m
-
-
-def _get(cfg, path: str, default: Any) -> Any:
-    """``cfg.a.b`` or ``default`` when any part of the dotted path is missing."""
-    node = cfg
-    for part in path.split("."):
-        try:
-            node = node[part]
-        except (KeyError, AttributeError, TypeError):
-            return default
-    return node
 
 
 def _level_stride(name: str) -> int:
@@ -219,7 +107,8 @@ class PoseDetector(nnx.Module):
     """ResNet-FPN two-stage detector with a 3D pose branch.
 
     Args:
-      model_config: ``config.model`` (see :func:`default_model_config`).
+      model_config: ``config.model``, every field present (:func:`fgpose.config.model_config`
+        states each with its default).
       num_classes: number of fine-grained classes ``C``.
       rngs: parameter initialisation.
 
@@ -230,9 +119,9 @@ class PoseDetector(nnx.Module):
     def __init__(self, model_config, num_classes: int, *, rngs: nnx.Rngs):
         cfg = model_config
         self.num_classes = int(num_classes)
-        self.dtype = _dtype(_get(cfg, "compute_dtype", "float32"))
-        init = _get(cfg, "backbone.init", "random")
-        freeze_at = int(_get(cfg, "backbone.freeze_at", -1))
+        self.dtype = _dtype(cfg.compute_dtype)
+        init = cfg.backbone.init
+        freeze_at = int(cfg.backbone.freeze_at)
         if freeze_at < 0:
             freeze_at = 2 if init == "keras_resnet50" else 0
         self.backbone = ResNet(
@@ -247,7 +136,7 @@ class PoseDetector(nnx.Module):
         channels = int(cfg.fpn.channels)
         self.fpn = FPN(self.backbone.out_channels, channels, dtype=self.dtype, rngs=rngs)
         self.rpn_levels = tuple(cfg.fpn.levels)
-        self.roi_levels = tuple(_get(cfg, "roi.levels", ("P2", "P3", "P4", "P5")))
+        self.roi_levels = tuple(cfg.roi.levels)
         self.anchor_sizes = tuple(cfg.anchors.sizes)
         self.aspect_ratios = tuple(float(r) for r in cfg.anchors.aspect_ratios)
         if len(self.anchor_sizes) != len(self.rpn_levels):
@@ -258,20 +147,20 @@ class PoseDetector(nnx.Module):
         in_dim = s * s * channels
         self.box_head = BoxHead(
             in_dim, int(cfg.box_head.fc_dim), self.num_classes,
-            num_fc=int(_get(cfg, "box_head.num_fc", 2)), dtype=self.dtype, rngs=rngs,
+            num_fc=int(cfg.box_head.num_fc), dtype=self.dtype, rngs=rngs,
         )
-        self.coding = _get(cfg, "pose_head.coding", "linear")
+        self.coding = cfg.pose_head.coding
         if self.coding not in ("linear", "log"):
             raise ValueError(f"pose_head.coding must be 'linear' or 'log', got {self.coding!r}")
-        self.distance_scale = float(_get(cfg, "pose_head.distance_scale", 1.0))
-        self.focal_scale = float(_get(cfg, "pose_head.focal_scale", 400.0))
-        self.box_features = bool(_get(cfg, "pose_head.box_features", False))
+        self.distance_scale = float(cfg.pose_head.distance_scale)
+        self.focal_scale = float(cfg.pose_head.focal_scale)
+        self.box_features = bool(cfg.pose_head.box_features)
         typical = 1.0 if self.coding == "linear" else 0.0  # coded value of d = distance_scale
         self.pose_head = PoseHead(
             in_dim,
             int(cfg.pose_head.fc_dim),
             int(cfg.pose_head.num_fc),
-            num_shared_fc=int(_get(cfg, "pose_head.num_shared_fc", 0)),
+            num_shared_fc=int(cfg.pose_head.num_shared_fc),
             extra_dim=2 if self.box_features else 0,
             output_bias={"distance": typical, "focal": typical},
             dtype=self.dtype,
@@ -286,9 +175,9 @@ class PoseDetector(nnx.Module):
             nms_threshold=float(cfg.rpn.nms_threshold),
             batch_size_per_image=int(cfg.rpn.batch_size_per_image),
             positive_fraction=float(cfg.rpn.positive_fraction),
-            iou_thresholds=tuple(float(x) for x in _get(cfg, "rpn.iou_thresholds", (0.3, 0.7))),
-            min_size=float(_get(cfg, "rpn.min_size", 0.0)),
-            smooth_l1_beta=float(_get(cfg, "rpn.smooth_l1_beta", 0.0)),
+            iou_thresholds=tuple(float(x) for x in cfg.rpn.iou_thresholds),
+            min_size=float(cfg.rpn.min_size),
+            smooth_l1_beta=float(cfg.rpn.smooth_l1_beta),
         )
         self.roi_cfg = dict(
             batch_size_per_image=int(cfg.roi.batch_size_per_image),
@@ -296,23 +185,20 @@ class PoseDetector(nnx.Module):
             output_size=s,
             sampling_ratio=int(cfg.roi.sampling_ratio),
             aligned=bool(cfg.roi.aligned),
-            fg_iou_threshold=float(_get(cfg, "roi.fg_iou_threshold", 0.5)),
-            canonical_box_size=float(_get(cfg, "roi.canonical_box_size", 224.0)),
-            canonical_level=int(_get(cfg, "roi.canonical_level", 4)),
+            fg_iou_threshold=float(cfg.roi.fg_iou_threshold),
+            canonical_box_size=float(cfg.roi.canonical_box_size),
+            canonical_level=int(cfg.roi.canonical_level),
         )
-        self.loss_weights = {
-            k: float(cfg.loss[k])
-            for k in ("rpn_cls", "rpn_box", "cls", "box", "quaternion", "offset", "distance", "focal")
-        }
+        self.loss_weights = {k: float(cfg.loss[k]) for k in LOSS_TERMS}
         self.fg_slots = max(1, positive_slots(self.roi_cfg["batch_size_per_image"], self.roi_cfg["positive_fraction"]))
         """Sampled-RoI slots that can hold foreground: the prefix the pose head runs on."""
-        self.box_beta = float(_get(cfg, "loss.box_beta", 0.0))
-        self.pose_beta = float(_get(cfg, "loss.pose_beta", 1.0))
-        self.sign_invariant = bool(_get(cfg, "pose_head.quaternion_sign_invariant", True))
+        self.box_beta = float(cfg.loss.box_beta)
+        self.pose_beta = float(cfg.loss.pose_beta)
+        self.sign_invariant = bool(cfg.pose_head.quaternion_sign_invariant)
         self.test_cfg = dict(
             score_threshold=float(cfg.test.score_threshold),
             detections_per_image=int(cfg.test.detections_per_image),
-            nms_threshold=float(_get(cfg, "test.nms_threshold", 0.5)),
+            nms_threshold=float(cfg.test.nms_threshold),
         )
 
     # ------------------------------------------------------------------ building blocks
@@ -485,7 +371,7 @@ class PoseDetector(nnx.Module):
         return acc.astype(jnp.float32), recall.astype(jnp.float32)
 
     def losses(self, batch: Mapping[str, Array], key: Array) -> tuple[Array, dict[str, Array]]:
-        """Weighted total loss and scalar metrics of a section-B batch.
+        """Weighted total loss and scalar metrics of a training batch (:mod:`fgpose.data.pipeline`).
 
         Args:
           batch: ``image``, ``image_hw``, ``boxes``, ``box_valid``, ``labels``, ``pose``,

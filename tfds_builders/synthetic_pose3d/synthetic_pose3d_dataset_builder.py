@@ -216,9 +216,9 @@ class Builder(base.Pose3DBuilder):
         points = [synthetic.extent_points(c.mesh) for c in classes]
         return classes, padded, points
 
-    def class_meshes(self) -> list:
-        """The CAD mesh (:class:`fgpose.mesh.Mesh`) of every class, in label order: the
-        model that every example of that class shows (used for ~e_ADD in evaluation)."""
+    def class_meshes(self) -> list[mesh_lib.Mesh]:
+        """The procedural mesh of every class, in label order: the model that every example of
+        that class shows (used for ~e_ADD in evaluation)."""
         return [c.mesh for c in self._classes[0]]
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
