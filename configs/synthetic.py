@@ -1,9 +1,8 @@
 """CPU default: the embedded ``synthetic_pose3d`` dataset (builder config ``small``).
 
 ResNet-18 at width 16 with GroupNorm, a 128x128 input frame, a small box head and a 512-wide
-pose head: 3600 steps of 8 images train in about 11.5 minutes on 2 CPU cores (plus ~2.5 minutes to build the
-dataset on first use, and ~15 s to evaluate the 600 test photos): median rotation error 10.7 degrees, 87.2% within
-pi/6. Measured results: README, "Results".
+pose head, 3600 steps of 8 images, sized to train and evaluate within 15 minutes on 2 CPU
+cores. Measured results and wall times: README, "Results".
 """
 
 from __future__ import annotations
