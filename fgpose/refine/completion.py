@@ -14,12 +14,11 @@ written by that run means: compute again).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import pathlib
 
 from fgpose.atomic_io import atomic_write
+from fgpose.mesh.loader import file_sha256
 
 COMPLETE_SUFFIX = ".complete.json"
 """The marker of a complete refinement writing ``<out>`` is ``<out><COMPLETE_SUFFIX>``."""
@@ -30,15 +29,6 @@ FORMAT = "fgpose.refine.complete/1"
 def marker_path(out: pathlib.Path) -> pathlib.Path:
     """``<out>.complete.json``: the completion marker of the refinement writing ``out``."""
     return out.with_name(out.name + COMPLETE_SUFFIX)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, as hex; OSError if it cannot be read."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_marker(out: pathlib.Path, run: dict, outputs: list[pathlib.Path], summary: dict) -> None:
