@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.restart:
             progress.remove()
         done = report.reusable_records(progress.load(settings), table)
+        progress.start(settings)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -184,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
                                    args.cad, args.dataset)
     skipped.update(scan_skips)
     meshes = MeshStore(args.max_faces, coarse_max_faces, drop_hidden=not args.keep_hidden_faces)
-    progress.start(settings)
     bar = tqdm(total=len(todo) + len(done), initial=len(done), unit="img", disable=args.no_progress,
                file=sys.stderr, desc="refine")
 

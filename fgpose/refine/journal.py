@@ -15,7 +15,8 @@ settings is an error, so results of different settings never mix.
 
 Refinement (``python -m fgpose.refine``) keeps its progress in :func:`refine_journal`: after
 every batch its results are appended; a rerun of the same command skips the images already
-there and recomputes nothing; at the end the output is written and the journal removed.
+there and recomputes nothing; at the end the output is written, its completion recorded
+(:mod:`fgpose.refine.completion`) and the journal removed.
 The settings (:func:`refine_settings`) are the search settings and the input file.
 """
 
