@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.restart:
             completion.remove_marker(args.out)
         elif (finished := completion.find_complete(args.out, run_description, outputs)) is not None:
-            print(f"{args.out} is complete: written by the same command from the same inputs "
+            print(f"{args.out} is complete: written by the same command from the same annotation file "
                   f"({finished.get('refined')} of {finished.get('images')} images refined); nothing to do "
                   "(pass --restart to recompute)")
             return 0

@@ -118,5 +118,5 @@ def check_foreground(reference: np.ndarray, checks: ReferenceChecks) -> Skip | N
     side = "below the minimum" if fraction < checks.min_foreground else "above the maximum"
     limit = checks.min_foreground if fraction < checks.min_foreground else checks.max_foreground
     flag = "--min-foreground" if fraction < checks.min_foreground else "--max-foreground"
-    return Skip(IMPLAUSIBLE, f"foreground covers {fraction:.2%} of the annotation frame, {side} {limit:.2%} "
-                             f"({flag})")
+    return Skip(IMPLAUSIBLE, f"foreground covers {100 * fraction:.3g}% of the annotation frame, {side} "
+                             f"{100 * limit:.3g}% ({flag})")
