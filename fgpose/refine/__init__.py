@@ -9,10 +9,15 @@ reference, in the width-300 annotation frame.
   time (the reference for tests and the baseline for benchmarks);
 * :mod:`fgpose.refine.inputs` — photo, mask and mesh paths of each annotation key, photo
   sizes, mask reading, and the reasons an image is skipped;
+* :mod:`fgpose.refine.records` — the input table read record by record (malformed records
+  skipped) and the check that a result is a valid pose;
+* :mod:`fgpose.refine.reference_checks` — reference masks of the wrong aspect ratio or an
+  implausible foreground fraction, and masks held in an alpha channel;
 * :mod:`fgpose.refine.mesh_store` — the search meshes, each model loaded once (LRU);
 * :mod:`fgpose.refine.batching` — images with their meshes and masks padded into typed
   batches of static shapes (:class:`~fgpose.refine.batching.SearchBatch`), one search call each;
 * :mod:`fgpose.refine.journal` — the append-only journal a run resumes from;
+  :mod:`fgpose.refine.completion` — the marker that says a run's outputs are complete;
 * :mod:`fgpose.refine.report` and :mod:`fgpose.refine.overlays` — result records, the refined
   table, the summary, and before/after pictures;
 * :mod:`fgpose.refine.run` — the batch loop that journals each finished batch;

@@ -11,16 +11,22 @@ Only the arguments and the wiring live here: photo, mask and mesh paths and skip
 :mod:`~fgpose.refine.inputs`, meshes in :mod:`~fgpose.refine.mesh_store`, batches in
 :mod:`~fgpose.refine.batching`, resuming from ``<out>.partial.jsonl`` in
 :mod:`~fgpose.refine.journal`, the loop in :mod:`~fgpose.refine.run`, the outputs in
-:mod:`~fgpose.refine.report` and :mod:`~fgpose.refine.overlays`.
+:mod:`~fgpose.refine.report` and :mod:`~fgpose.refine.overlays`, the input records in
+:mod:`~fgpose.refine.records`, the reference checks in :mod:`~fgpose.refine.reference_checks`,
+the completion marker in :mod:`~fgpose.refine.completion`.
 
-Exit status: 0 when done, 1 when no image could be refined, 2 on bad arguments or
-unreadable inputs (annotation file, partial file), 130 when interrupted (progress kept).
+Every output directory is checked before any work starts. A rerun of a command whose outputs
+are complete says so and exits 0 without recomputing (``--restart`` recomputes).
+
+Exit status: 0 when done (or already complete), 1 when no image could be refined, 2 on bad
+arguments, unreadable inputs (annotation file, partial file), unwritable output directories,
+or when progress or outputs cannot be written (full disk; finished batches are kept), 130
+when interrupted (progress kept).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import pathlib
 import sys
@@ -28,7 +34,8 @@ import sys
 from tqdm import tqdm
 
 from fgpose import annotations as anno_lib
-from fgpose.refine import device, inputs, journal, report, run, search
+from fgpose.atomic_io import check_writable_dir
+from fgpose.refine import completion, device, inputs, journal, records, reference_checks, report, run, search
 from fgpose.refine.mesh_store import MeshStore
 
 
@@ -46,6 +53,17 @@ def _positive(cast, what: str):
 
 
 _positive_int, _positive_float = _positive(int, "integer"), _positive(float, "number")
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write before/after overlays to OVERLAYS/<key with .png> (v1 red, refined green)")
     io.add_argument("--overlay-width", type=_positive_int, default=600,
                     help="width of the overlays in pixels; height int(H*width/W) (default 600)")
+    c = p.add_argument_group("reference checks (an image that fails one is skipped, with the reason)")
+    c.add_argument("--min-foreground", type=_fraction, default=reference_checks.DEFAULT_MIN_FOREGROUND,
+                   help="skip a reference mask whose foreground covers less than this fraction of the frame "
+                        "(default %(default)s)")
+    c.add_argument("--max-foreground", type=_fraction, default=reference_checks.DEFAULT_MAX_FOREGROUND,
+                   help="skip a reference mask whose foreground covers more than this fraction of the frame "
+                        "(default %(default)s)")
     s = p.add_argument_group("search")
     s.add_argument("--schedule", choices=search.SCHEDULES, default="paper",
                    help="paper: Algorithm 1 with step halving; release: the released code's single-step loop; "
@@ -104,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=_positive_int, help="only the first N keys of --annotations (output holds those)")
     r.add_argument("--device", choices=device.DEVICES, default="default",
                    help="cpu: force the CPU (like JAX_PLATFORMS=cpu); gpu: require a GPU; default: JAX's choice")
-    r.add_argument("--restart", action="store_true", help="discard an existing <out>.partial.jsonl instead of resuming")
+    r.add_argument("--restart", action="store_true",
+                   help="discard an existing <out>.partial.jsonl instead of resuming, and recompute outputs that "
+                        "are complete")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -116,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         config = search.SearchConfig(schedule=args.schedule, steps=tuple(args.steps), alpha0=args.alpha0,
                                      alpha_min=args.alpha_min, max_sweeps=args.max_sweeps, coarse=args.coarse,
                                      coarse_alpha=args.coarse_alpha)
+        checks = reference_checks.ReferenceChecks(args.min_foreground, args.max_foreground)
     except ValueError as err:
         parser.error(str(err))
     for name in ("images", "masks", "cad"):
@@ -127,22 +155,37 @@ def main(argv: list[str] | None = None) -> int:
     settings = journal.refine_settings(args.annotations, config, args.max_faces, coarse_max_faces,
                                        not args.keep_hidden_faces)
     progress = journal.refine_journal(args.out)
+    outputs = [args.out] + ([args.json] if args.json else [])
     try:
+        for directory in dict.fromkeys([p.parent for p in outputs] + ([args.overlays] if args.overlays else [])):
+            check_writable_dir(directory)
+        run_description = {"settings": settings, "annotations_sha256": completion.file_sha256(args.annotations),
+                           **{k: str(getattr(args, k).resolve()) for k in ("images", "masks", "cad")},
+                           "dataset": args.dataset, "limit": args.limit, "min_foreground": checks.min_foreground,
+                           "max_foreground": checks.max_foreground, "overlay_width": args.overlay_width,
+                           "overlays": str(args.overlays.resolve()) if args.overlays else None}
+        if args.restart:
+            completion.remove_marker(args.out)
+        elif (finished := completion.find_complete(args.out, run_description, outputs)) is not None:
+            print(f"{args.out} is complete: written by the same command from the same annotation file "
+                  f"({finished.get('refined')} of {finished.get('images')} images refined); nothing to do "
+                  "(pass --restart to recompute)")
+            return 0
         device.select_device(args.device)
-        table = dict(itertools.islice(anno_lib.load_annotations(args.annotations).items(), args.limit))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table, skipped = records.load_table(args.annotations, args.limit)
         if args.restart:
             progress.remove()
         done = report.reusable_records(progress.load(settings), table)
+        progress.start(settings)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    todo, skipped = inputs.scan({k: a for k, a in table.items() if k not in done}, args.images, args.masks,
-                                args.cad, args.dataset)
+    todo, scan_skips = inputs.scan({k: a for k, a in table.items() if k not in done}, args.images, args.masks,
+                                   args.cad, args.dataset)
+    skipped.update(scan_skips)
     meshes = MeshStore(args.max_faces, coarse_max_faces, drop_hidden=not args.keep_hidden_faces)
-    progress.start(settings)
-    bar = tqdm(total=len(table) - len(skipped), initial=len(done), unit="img", disable=args.no_progress,
+    bar = tqdm(total=len(todo) + len(done), initial=len(done), unit="img", disable=args.no_progress,
                file=sys.stderr, desc="refine")
 
     def on_skip(image: inputs.ImageInput) -> None:
@@ -152,12 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stats = run.refine_images(todo, config, meshes, progress, done, skipped, batch_size=args.batch_size,
                                   overlay_dir=args.overlays, overlay_width=args.overlay_width, on_skip=on_skip,
-                                  on_batch=lambda records: bar.update(len(records)))
+                                  on_batch=lambda batch_records: bar.update(len(batch_records)), checks=checks)
     except KeyboardInterrupt:
         bar.close()
         print(f"\ninterrupted: {len(done)} of {len(table)} images refined and kept in {progress.path}; "
               "rerun the same command to continue", file=sys.stderr)
         return 130
+    except OSError as err:  # the journal could not be appended to (full disk)
+        bar.close()
+        print(f"error: {err}\nstopped: {len(done)} of {len(table)} images refined and kept in {progress.path}; "
+              "free some space and rerun the same command to continue", file=sys.stderr)
+        return 2
     bar.close()
 
     summary = report.summarize(table, done, skipped, stats.seconds, stats.refined, {
@@ -167,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"error: {err} (progress kept in {progress.path})", file=sys.stderr)
         return 2
+    try:
+        completion.write_marker(args.out, run_description, outputs,
+                                {k: summary[k] for k in ("images", "refined", "skipped")})
+    except OSError as err:  # the outputs are fine; a rerun just recomputes
+        print(f"warning: could not record that {args.out} is complete ({err})", file=sys.stderr)
     progress.remove()
     report.print_summary(summary, skipped)
     print(f"wrote {args.out}" + (f" and {args.json}" if args.json else ""))

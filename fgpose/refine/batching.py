@@ -24,9 +24,10 @@ from fgpose import annotations as anno_lib
 from fgpose import buckets
 from fgpose import camera
 from fgpose import mesh as mesh_lib
-from fgpose.refine import search
-from fgpose.refine.inputs import ImageInput, Skip, read_mask
+from fgpose.refine import reference_checks, search
+from fgpose.refine.inputs import ImageInput, Skip, read_alpha, read_mask
 from fgpose.refine.mesh_store import MeshStore
+from fgpose.refine.reference_checks import ReferenceChecks
 
 @dataclasses.dataclass(frozen=True)
 class SearchImage:
@@ -109,20 +110,33 @@ def refine_batch(batch: SearchBatch, config: search.SearchConfig) -> search.Refi
                          config=config)
 
 
-def load_search_image(image: ImageInput, meshes: MeshStore) -> SearchImage | Skip:
+def load_search_image(image: ImageInput, meshes: MeshStore,
+                      checks: ReferenceChecks | None = None) -> SearchImage | Skip:
     """Reads the image's mesh(es) and reference mask; a :class:`Skip` (``mesh unreadable``,
-    ``mask unreadable`` or ``mask empty``) if they cannot be used."""
+    ``mask unreadable`` or ``mask empty``) if they cannot be used.
+
+    A mask whose colours are constant and whose alpha channel is not is read from its alpha
+    channel (:func:`fgpose.refine.reference_checks.alpha_foreground`). With ``checks``, a
+    mask of another aspect ratio than the photo's or with an implausible foreground
+    fraction is skipped too (:mod:`fgpose.refine.reference_checks`: ``mask size mismatch``,
+    ``mask implausible``); without, neither is checked.
+    """
     try:
         mesh = meshes.get(image.mesh_path)
         coarse_mesh = meshes.get_coarse(image.mesh_path)
     except ValueError as err:
         return Skip("mesh unreadable", str(err))
     try:
-        ref = search.to_annotation_frame(read_mask(image.mask), image.width, image.height)
+        mask = reference_checks.alpha_foreground(read_mask(image.mask), lambda: read_alpha(image.mask))
+        if checks is not None and (skip := reference_checks.check_aspect(mask.shape, image.width, image.height)):
+            return Skip(skip.reason, f"{image.mask}: {skip.detail}")
+        ref = search.to_annotation_frame(mask, image.width, image.height)
     except Exception as err:  # noqa: BLE001 - broken PNGs raise many kinds of errors
         return Skip("mask unreadable", f"{image.mask}: {type(err).__name__}: {err}")
     if not ref.any():
         return Skip("mask empty", f"{image.mask}: no foreground in the annotation frame")
+    if checks is not None and (skip := reference_checks.check_foreground(ref, checks)):
+        return Skip(skip.reason, f"{image.mask}: {skip.detail}")
     return SearchImage(image.key, image.annotation, image.frame_height, ref, mesh, coarse_mesh)
 
 
@@ -134,15 +148,17 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 
 def search_batches(images: list[ImageInput], batch_size: int, meshes: MeshStore, skipped: dict[str, Skip],
-                   on_skip: Callable[[ImageInput], None] = lambda image: None) -> Iterator[SearchBatch]:
+                   on_skip: Callable[[ImageInput], None] = lambda image: None,
+                   checks: ReferenceChecks | None = None) -> Iterator[SearchBatch]:
     """Batches of up to ``batch_size`` usable images, in order of (model id, frame height, key).
 
     Meshes and masks are read lazily, batch by batch; an unusable image is recorded in
-    ``skipped`` (and ``on_skip`` called with it) when its turn comes.
+    ``skipped`` (and ``on_skip`` called with it) when its turn comes. ``checks``: the
+    reference checks of :func:`load_search_image` (None: not checked).
     """
     def usable() -> Iterator[SearchImage]:
         for image in sorted(images, key=lambda im: (im.annotation.model_id, im.frame_height, im.key)):
-            loaded = load_search_image(image, meshes)
+            loaded = load_search_image(image, meshes, checks)
             if isinstance(loaded, Skip):
                 skipped[image.key] = loaded
                 on_skip(image)

@@ -167,3 +167,18 @@ def scan(table: dict[str, anno_lib.Annotation], images_dir: pathlib.Path, masks_
             continue
         found.append(ImageInput(key, ann, photo, mask, w, h, frame_h, mesh_path))
     return found, skipped
+
+
+def read_alpha(path: pathlib.Path) -> np.ndarray | None:
+    """The ``(H, W)`` uint8 alpha channel of a mask PNG, or None when it has none.
+
+    Palette PNGs with transparency count as having one (their alpha after conversion to
+    RGBA). Used by :func:`fgpose.refine.reference_checks.alpha_foreground` for masks whose
+    object is only in the alpha channel, which :func:`read_mask` does not read.
+    """
+    with Image.open(path) as im:
+        im.load()
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        band = next((b for b in im.getbands() if b in ("A", "a")), None)
+        return None if band is None else np.asarray(im.getchannel(band))

@@ -3,25 +3,32 @@
 :class:`Journal` is an append-only JSON-lines file: a header line
 ``{"format": FORMAT, "settings": {...}}``, then one line ``{"results": [record, ...]}`` per
 :meth:`Journal.append`, each record a JSON object with a string key field (``"key"``).
-Every append is one ``write`` of a complete line, flushed and fsynced, so an interruption
-(Ctrl-C, kill, power loss) leaves at most a torn last line, which :meth:`Journal.load`
-discards (that append did not finish). A later record with the same key replaces an
+Every append writes a complete line (short writes are continued) and fsyncs it; a failed
+append (full disk) truncates the file back to its earlier lines and raises ``OSError``. An
+interruption (Ctrl-C, kill, power loss) leaves at most a torn last line, which
+:meth:`Journal.load` discards (that append did not finish, its batch is recomputed); the
+lines before it are kept. Rewrites (header, compaction, cutting a torn line) are atomic
+(:func:`fgpose.atomic_io.atomic_write`). A later record with the same key replaces an
 earlier one; :meth:`Journal.compact` rewrites the file with only the latest records.
 The header's settings are those of the run that started the file: loading with other
 settings is an error, so results of different settings never mix.
 
 Refinement (``python -m fgpose.refine``) keeps its progress in :func:`refine_journal`: after
 every batch its results are appended; a rerun of the same command skips the images already
-there and recomputes nothing; at the end the output is written and the journal removed.
+there and recomputes nothing; at the end the output is written, its completion recorded
+(:mod:`fgpose.refine.completion`) and the journal removed.
 The settings (:func:`refine_settings`) are the search settings and the input file.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pathlib
 from typing import TYPE_CHECKING
+
+from fgpose.atomic_io import atomic_write
 
 if TYPE_CHECKING:  # the type only: the journal itself needs no JAX
     from fgpose.refine import search
@@ -100,12 +107,31 @@ class Journal:
             self._rewrite(self._header(settings))
 
     def append(self, records: list[dict]) -> None:
-        """Appends ``records`` as one line: a single ``write``, then fsync (the file must be started)."""
+        """Appends ``records`` as one complete line, then fsyncs (the file must be started).
+
+        The line is written completely or not at all: a short ``write`` is continued until
+        every byte is written; if a write or the fsync fails (a full disk: ``ENOSPC``), the
+        file is truncated back to its length before the append and the error is raised, so
+        the journal keeps exactly the earlier lines.
+
+        Raises:
+          OSError: the line could not be written (the message names the file and says
+            that the earlier records are kept).
+        """
         line = (json.dumps({"results": records}) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
-            os.write(fd, line)
-            os.fsync(fd)
+            start = os.fstat(fd).st_size
+            try:
+                _write_all(fd, line)
+                os.fsync(fd)
+            except OSError as err:
+                try:
+                    os.ftruncate(fd, start)
+                except OSError:
+                    pass  # a torn last line is still cut by the next load()
+                raise OSError(err.errno, f"could not append to {self.path} ({err.strerror or err}); "
+                                         "the records written before are kept") from err
         finally:
             os.close(fd)
 
@@ -125,9 +151,18 @@ class Journal:
         return (json.dumps({"format": self.format, "settings": settings}) + "\n").encode()
 
     def _rewrite(self, data: bytes) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda fh: fh.write(data))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Writes all of ``data`` to ``fd``, continuing after short writes; OSError if a write
+    makes no progress (``ENOSPC``) or fails."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 def partial_path(out: pathlib.Path) -> pathlib.Path:

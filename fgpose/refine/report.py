@@ -8,7 +8,8 @@
   records where there are results, the original records elsewhere (skipped images);
   :func:`write_outputs` saves it in the release's own pickle format (readable by the
   release's tools and :func:`fgpose.annotations.load_annotations`) beside the JSON report.
-* :func:`reusable_records` — the journal's records still valid for an input table.
+* :func:`reusable_records` — the journal's records still valid for an input table (and valid
+  results: :func:`fgpose.refine.records.check_result`).
 * :func:`summarize`, :func:`print_summary` — the summary numbers and their printout.
 * :func:`write_json` — the JSON report: the summary, the per-image records and the skips.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 import sys
 from typing import TextIO
@@ -26,9 +26,11 @@ import numpy as np
 
 from fgpose import annotations as anno_lib
 from fgpose import camera
+from fgpose.atomic_io import atomic_write
 from fgpose.refine import search
 from fgpose.refine.batching import SearchBatch
 from fgpose.refine.inputs import SKIP_REASONS, Skip
+from fgpose.refine.records import check_result
 
 UNITS = {"azimuth": "deg", "elevation": "deg", "theta": "deg", "distance": "model units", "f": "px", "u": "px",
          "v": "px"}
@@ -68,14 +70,26 @@ def result_records(batch: SearchBatch, result: search.RefineResult) -> list[dict
 
 def reusable_records(records: dict[str, dict], table: dict[str, anno_lib.Annotation]) -> dict[str, dict]:
     """The ``{key: record}`` of ``records`` (e.g. from a journal) whose image is still in
-    ``table`` with the same starting record (``v1``); the others must be recomputed."""
-    return {k: r for k, r in records.items() if k in table and r.get("v1") == table[k].to_record()}
+    ``table`` with the same starting record (``v1``) and that are valid results
+    (:func:`fgpose.refine.records.check_result`); the others must be recomputed."""
+    return {k: r for k, r in records.items()
+            if k in table and isinstance(r, dict) and r.get("v1") == table[k].to_record() and check_result(r) is None}
 
 
 def refined_table(table: dict[str, anno_lib.Annotation], done: dict[str, dict]) -> dict[str, anno_lib.Annotation]:
-    """``table`` with the refined record of every key in ``done`` (same keys, same order)."""
-    return {key: anno_lib.Annotation.from_record(key, done[key]["refined"]) if key in done else ann
-            for key, ann in table.items()}
+    """``table`` with the refined record of every key in ``done`` (same keys, same order).
+
+    ``done`` should hold valid results only (:func:`fgpose.refine.records.check_result`);
+    a refined record that is not a valid annotation all the same keeps the input record,
+    so the output is always written.
+    """
+    def refined(key: str, ann: anno_lib.Annotation) -> anno_lib.Annotation:
+        try:
+            return anno_lib.Annotation.from_record(key, done[key]["refined"])
+        except (anno_lib.AnnotationError, KeyError, TypeError):
+            return ann
+
+    return {key: refined(key, ann) if key in done else ann for key, ann in table.items()}
 
 
 def _angle_diff(a: float, b: float) -> float:
@@ -94,8 +108,9 @@ def summarize(table: dict[str, anno_lib.Annotation], done: dict[str, dict], skip
     """The summary numbers (JSON-ready).
 
     Args:
-      table: the input table; done: ``{key: result record}`` of the refined images (this run's
-        and resumed ones); skipped: ``{key: Skip}``.
+      table: the input table (valid records); done: ``{key: result record}`` of the refined
+        images (this run's and resumed ones); skipped: ``{key: Skip}``, also of records not in
+        ``table`` (malformed ones), which count as images.
       seconds: wall time of this run's search calls; refined_now: images refined in this run.
       extra: more entries for the summary (e.g. ``mesh_loads``, ``settings``,
         ``overlay_problems``).
@@ -117,7 +132,7 @@ def summarize(table: dict[str, anno_lib.Annotation], done: dict[str, dict], skip
             d = [abs(done[k]["refined"][field] - done[k]["v1"][field]) for k in keys]
         moved[field] = {"mean_abs_delta": float(np.mean(d)) if d else None, "unit": UNITS[field]}
     return {
-        "images": len(table),
+        "images": len(table.keys() | skipped.keys()),
         "refined": len(keys),
         "refined_this_run": refined_now,
         "resumed": len(keys) - refined_now,
@@ -135,14 +150,15 @@ def summarize(table: dict[str, anno_lib.Annotation], done: dict[str, dict], skip
 
 
 def print_summary(summary: dict, skipped: dict[str, Skip], file: TextIO | None = None) -> None:
-    """Prints the summary for people (default to stdout): counts, skips by reason with up to
-    five keys and one detail each, IoUs, mean changes, speed and overlay warnings."""
+    """Prints the summary for people (default to stdout): counts, skips by reason (those of
+    :data:`~fgpose.refine.inputs.SKIP_REASONS` first, then the others as they first occur)
+    with up to five keys and one detail each, IoUs, mean changes, speed and overlay warnings."""
     p = lambda *a: print(*a, file=file or sys.stdout)  # noqa: E731
     p(f"refined {summary['refined']} of {summary['images']} images"
       + (f" ({summary['resumed']} from a previous run)" if summary["resumed"] else "")
       + f", skipped {summary['skipped']}")
     by_reason = _by_reason(skipped)
-    for reason in SKIP_REASONS:
+    for reason in list(SKIP_REASONS) + [r for r in by_reason if r not in SKIP_REASONS]:
         keys = by_reason.get(reason)
         if keys:
             shown = ", ".join(keys[:5]) + (f", ... ({len(keys) - 5} more)" if len(keys) > 5 else "")
@@ -163,7 +179,8 @@ def write_outputs(out: pathlib.Path, json_path: pathlib.Path | None, summary: di
                   table: dict[str, anno_lib.Annotation], done: dict[str, dict], skipped: dict[str, Skip]) -> None:
     """Writes the refined table to ``out`` (:func:`refined_table`, in the release's own pickle
     format: :func:`fgpose.annotations.save_annotations`) and, if ``json_path`` is given, the
-    JSON report there (:func:`write_json`); OSError on failure."""
+    JSON report there (:func:`write_json`); both atomically (a failure leaves the previous
+    file or none, never a partial one); OSError on failure."""
     anno_lib.save_annotations(out, refined_table(table, done))
     if json_path is not None:
         write_json(json_path, summary, table, done, skipped)
@@ -179,6 +196,5 @@ def write_json(path: pathlib.Path, summary: dict, table: dict[str, anno_lib.Anno
         "skipped": [{"key": k, "reason": r, "detail": d} for k, (r, d) in skipped.items()],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, path)
+    text = json.dumps(report, indent=1).encode()
+    atomic_write(path, lambda fh: fh.write(text))
