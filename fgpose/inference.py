@@ -32,6 +32,7 @@ from flax import nnx
 from fgpose import annotations as anno_lib
 from fgpose import checkpoint as ckpt
 from fgpose import distributed
+from fgpose import mesh as mesh_lib
 from fgpose.config import ConfigError, resolve_num_classes, validate_config
 from fgpose.data import registry
 from fgpose.data.pipeline import collate
@@ -201,7 +202,7 @@ def load_predictor(workdir: str | pathlib.Path, *, step: int | None = None, batc
         except ConfigError as exc:
             raise WorkdirError(f"the class count of the run is unknown ({exc}); pass --num_classes") from None
     num_classes = int(num_classes)
-    mesh = distributed.make_mesh(dict(config.train.mesh_shape))
+    mesh = distributed.make_mesh()  # every local device, whatever the training run used
     if model_fn is None:  # the checkpoint replaces any pretrained weights: skip loading them
         def model_fn(c, n, seed):
             return build_model(c, n, seed, pretrained=False)
@@ -237,11 +238,13 @@ def dataset_classes(config, num_classes: int) -> ClassInfo:
     """Names, CAD model ids and meshes of the config's dataset classes, as far as they are known.
 
     * names: :func:`class_names`;
+    * model ids: line ``i`` of the release's ``CAD/<Dataset>3D.txt`` for a builder of a
+      release dataset (its ``DATASET``) when ``$FGPOSE_RELEASE_DIR`` is set;
     * meshes: :func:`fgpose.data.registry.class_meshes` (procedural meshes for
       ``synthetic_pose3d``; the release's CAD models when ``$FGPOSE_RELEASE_DIR`` holds all
-      of them); ``None`` when unavailable or not ``num_classes`` of them;
-    * model ids: line ``i`` of the release's ``CAD/<Dataset>3D.txt`` for a builder of a
-      release dataset (its ``DATASET``) when ``$FGPOSE_RELEASE_DIR`` is set.
+      of them); otherwise, with model ids, each class whose ``model.obj`` is present
+      (:func:`fgpose.annotations.cad_path`), normalised like the builders' class meshes
+      (:func:`fgpose.mesh.load_mesh` with ``normalize=True``) and ``None`` for the others.
     """
     ds = config.dataset
     names = class_names(config)
@@ -253,7 +256,7 @@ def dataset_classes(config, num_classes: int) -> ClassInfo:
         meshes = list(found) if len(found) == num_classes else None
     except Exception as exc:  # noqa: BLE001 - overlays fall back to the box and axes
         log.info("no class meshes for %s (%s: %s): overlays show the box and axes", ds.name, type(exc).__name__, exc)
-    model_ids = None
+    model_ids, release_name = None, None
     root = anno_lib.release_dir()
     try:
         release_name = getattr(registry.builder(ds.name, ds.builder_config, ds.data_dir), "DATASET", None)
@@ -262,4 +265,19 @@ def dataset_classes(config, num_classes: int) -> ClassInfo:
             model_ids = ids if len(ids) == num_classes else None
     except Exception as exc:  # noqa: BLE001 - the pickle then names classes as class_<index>
         log.info("no CAD model ids for %s (%s: %s)", ds.name, type(exc).__name__, exc)
+    if meshes is None and model_ids is not None:
+        meshes = _present_cad_meshes(root, release_name, model_ids)
     return ClassInfo(names=names, model_ids=model_ids, meshes=meshes)
+
+
+def _present_cad_meshes(root: pathlib.Path, dataset: str, model_ids: Sequence[str]) -> list | None:
+    """The normalised CAD mesh of each class whose model file exists under ``root`` (else ``None``)."""
+    loaded: dict[str, Any] = {}
+    for model_id in dict.fromkeys(model_ids):
+        path = anno_lib.cad_path(root, dataset, model_id)
+        if path.is_file():
+            try:
+                loaded[model_id] = mesh_lib.load_mesh(path, normalize=True)
+            except (OSError, ValueError) as exc:
+                log.warning("cannot load the CAD model %s: %s", path, exc)
+    return [loaded.get(m) for m in model_ids] if loaded else None

@@ -32,6 +32,7 @@ import test_train as tt  # noqa: E402
 from fgpose import annotations as anno_lib  # noqa: E402
 from fgpose import photos, predict, prediction_writer  # noqa: E402
 from fgpose.roi_paste import paste_roi  # noqa: E402
+from tests import reference  # noqa: E402
 
 RELEASE_PHOTOS = {
     "00001.jpg": "Image/StanfordCars/cars_train/00001.jpg",
@@ -43,20 +44,9 @@ RELEASE_PHOTOS = {
 # ----------------------------------------------------------------------------- references
 
 
-def _rot(a, e, t):
-    """R = Rz(t) Rx(e) Ry(a), the release's convention written out in float64."""
-    ry = np.array([[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(e), -np.sin(e)], [0, np.sin(e), np.cos(e)]])
-    rz = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
-    return rz @ rx @ ry
-
-
 def _projection_f64(pose, h, w):
-    """P in original pixels: the width-300 frame's K [R | -(0,0,d)] scaled to (h, w), float64."""
-    a, e, t, d, f, u, v = (float(x) for x in pose)
-    fh = (h * 300) // w
-    k = np.array([[f, 0, u + 150], [0, f, v + fh / 2], [0, 0, 1]])
-    return np.diag([w / 300, h / fh, 1]) @ k @ np.concatenate([_rot(a, e, t), [[0], [0], [-d]]], 1)
+    """P in original pixels (float64, :func:`tests.reference.projection_original`)."""
+    return reference.projection_original(np.asarray(pose, np.float64), (h * 300) // w, (h, w))
 
 
 def _paste_reference(values, box, hw):
@@ -329,3 +319,25 @@ def test_mesh_overlay_tints_the_projected_silhouette(tmp_path):
     assert overlay[100, 150].sum() > 0 and overlay[100, 150 + 15].sum() > 0
     assert overlay[100, 150 + 30].sum() == 0 and overlay[100 - 30, 150].sum() == 0
     assert rec["model_id"] == "m1" and rec["outputs"]["mask"] is None
+
+
+def test_dataset_classes_of_a_release_dataset_name_model_ids_and_present_meshes(tmp_path, release_dir):
+    """stanford_cars3d: class i's model id is line i of CAD/StanfordCars3D.txt; only the one real
+    ShapeNet car of the shared release has a mesh (unit diagonal, centred), the others None."""
+    from fgpose import inference
+    from fgpose.config import base_config
+
+    config = base_config()
+    config.dataset.data_dir = str(tmp_path)  # nothing prepared there
+    ids = [line.strip() for line in (release_dir / "CAD" / "StanfordCars3D.txt").read_text().splitlines()
+           if line.strip()]
+    info = inference.dataset_classes(config, 196)
+    assert list(info.model_ids) == ids
+    car = "189c2b53ef76d02978a20fe14185667"
+    have = [i for i in range(196) if info.mesh(i) is not None]
+    assert have == [i for i, m in enumerate(ids) if m == car] and have
+    v = np.asarray(info.mesh(have[0]).vertices, np.float64)
+    lo, hi = v.min(0), v.max(0)
+    assert np.linalg.norm(hi - lo) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose((lo + hi) / 2, 0, atol=1e-5)
+    assert info.model_id(have[0]) == car
