@@ -294,8 +294,14 @@ def test_field_outputs_are_written_in_original_pixels(tmp_path):
     assert np.asarray(Image.open(tmp_path / rec["outputs"]["field_png"])).shape == (h, w, 3)
     assert rec["class_name"] == "b" and rec["box"] == pytest.approx(list(box), abs=1e-4)
     assert rec["pose_field"] == rec["pose_appearance"] == rec["pose"]
-    doc = prediction_writer.write_summary(tmp_path, [rec], [], {"step": 1})
-    assert doc["counts"]["in_pickle"] == 1 and list(anno_lib.load_annotations(tmp_path / "poses.pkl")) == ["sub/x.jpg"]
+    bad = dict(row, pose=np.array([0.1, 0.0, 0.0, np.nan, 300.0, 0.0, 0.0], np.float32))
+    rec_bad = prediction_writer.write_prediction(tmp_path, "y.jpg", photo, bad, classes)
+    doc = prediction_writer.write_summary(tmp_path, [rec, rec_bad], [{"file": "z.jpg", "reason": "r"}], {"step": 1})
+    assert doc["counts"] == {"images": 3, "predicted": 2, "skipped": 1, "detected": 2, "in_pickle": 1}
+    assert list(anno_lib.load_annotations(tmp_path / "poses.pkl")) == ["sub/x.jpg"]
+    back = json.loads((tmp_path / "predictions.json").read_text())  # strict JSON: NaN written as null
+    assert back["images"][1]["pose"]["distance"] is None and back["images"][1]["in_pickle"] is False
+    assert "distance" in back["images"][1]["not_in_pickle_reason"]
 
 
 def test_mesh_overlay_tints_the_projected_silhouette(tmp_path):
@@ -341,3 +347,17 @@ def test_dataset_classes_of_a_release_dataset_name_model_ids_and_present_meshes(
     assert np.linalg.norm(hi - lo) == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose((lo + hi) / 2, 0, atol=1e-5)
     assert info.model_id(have[0]) == car
+
+
+def test_prediction_modules_sit_above_the_library():
+    """fgpose.predict is imported by nothing; its helpers only by predict/inference; roi_paste and
+    photos import no fgpose module (any module may use them)."""
+    root = HERE.parent
+    files = {".".join(p.relative_to(root).with_suffix("").parts): tt._imports(p) for p in (root / "fgpose").rglob("*.py")}
+    users = {m: [f for f, imps in files.items() if f != m and any(i == m or i.startswith(m + ".") for i in imps)]
+             for m in ("fgpose.predict", "fgpose.inference", "fgpose.prediction_writer")}
+    assert users["fgpose.predict"] == []
+    assert users["fgpose.inference"] == ["fgpose.predict"]
+    assert sorted(users["fgpose.prediction_writer"]) == ["fgpose.inference", "fgpose.predict"]
+    for leaf in ("fgpose.roi_paste", "fgpose.photos"):
+        assert not any(i.startswith("fgpose") for i in files[leaf]), leaf
