@@ -12,8 +12,11 @@ photos of any sizes, preprocesses each exactly like evaluation
 model's outputs for the real photos only, plus the preprocessing geometry (``scale``,
 ``original_hw``, ``frame_height``) needed to map them back to original-photo pixels.
 
-Imports run one way: :mod:`fgpose.checkpoint` -> :mod:`fgpose.evaluate` -> this module ->
-:mod:`fgpose.predict`.
+:func:`dataset_classes` gathers what the outputs name per class: class names, CAD model ids
+and meshes (for overlays), as far as the dataset's builder and ``$FGPOSE_RELEASE_DIR`` know them.
+
+Imports run one way: :mod:`fgpose.checkpoint` -> :mod:`fgpose.evaluate` ->
+:mod:`fgpose.prediction_writer` -> this module -> :mod:`fgpose.predict`.
 """
 
 from __future__ import annotations

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pathlib
 import sys
 from typing import Sequence
+
+import numpy as np
 
 from fgpose import inference, photos
 from fgpose.atomic_io import check_writable_dir
@@ -73,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     records: list[dict] = []
     has_field = None
     bar = tqdm(total=len(images), desc="predict", unit="photo", dynamic_ncols=True, disable=args.no_progress)
-    pending: list[tuple[str, object, object]] = []
+    pending: list[tuple[str, pathlib.Path, np.ndarray]] = []  # (key, file, photo) of the next batch
 
     def flush() -> None:
         nonlocal has_field
