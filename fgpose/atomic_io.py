@@ -5,7 +5,8 @@ file in the destination's directory, which is flushed, synced and then renamed o
 destination (``os.replace``, atomic on POSIX). A reader never sees a partial file, and a
 failure (full disk, interrupt) leaves the previous file, if any, untouched and no temporary
 file behind. :func:`check_writable_dir` finds an unwritable or too-full output directory
-before any work starts. Standard library only; any module may use it.
+before any work starts; :func:`save_png` and :func:`save_npy` write images and arrays
+through it. Any module may use it (it imports only NumPy and Pillow).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import shutil
 import tempfile
 from typing import BinaryIO, Callable
 
-__all__ = ["atomic_write", "check_writable_dir"]
+import numpy as np
+from PIL import Image
+
+__all__ = ["atomic_write", "check_writable_dir", "save_npy", "save_png"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
@@ -77,3 +81,16 @@ def check_writable_dir(directory: str | os.PathLike, needed_bytes: int = 0) -> p
             f"{free / 2**20:.1f} MiB are free"
         )
     return directory
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Writes ``image`` (``(H, W)`` or ``(H, W, 3|4)`` uint8) as a PNG, atomically, creating the
+    parent directory if needed."""
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda fh: Image.fromarray(np.ascontiguousarray(image)).save(fh, format="PNG"))
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Writes ``array`` as ``.npy``, atomically, creating the parent directory if needed."""
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda fh: np.save(fh, array))

@@ -37,11 +37,10 @@ from typing import Any, Mapping, Sequence
 
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from fgpose import annotations as anno_lib
 from fgpose import camera, raster, viz
-from fgpose.atomic_io import atomic_write
+from fgpose.atomic_io import atomic_write, save_npy, save_png
 from fgpose.evaluate import BOX_EDGES, unit_box_corners
 from fgpose.roi_paste import paste_roi
 
@@ -137,16 +136,6 @@ def photo_record(key: str, row: Mapping[str, np.ndarray], classes: ClassInfo) ->
     return rec
 
 
-def _save_png(path: pathlib.Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: Image.fromarray(np.ascontiguousarray(image)).save(fh, format="PNG"))
-
-
-def _save_npy(path: pathlib.Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: np.save(fh, array))
-
-
 def _silhouette(mesh, pose: np.ndarray, frame_height: float, image_hw: tuple[int, int]) -> np.ndarray:
     """``(h, w)`` bool silhouette of ``mesh`` under ``pose``, at most :data:`OVERLAY_RENDER_SIDE`
     on its longer side (the photo's aspect), rendered on a fixed square canvas so that every
@@ -192,7 +181,7 @@ def write_prediction(out_dir: str | pathlib.Path, key: str, photo: np.ndarray, r
     """
     rec = photo_record(key, row, classes)
     paths = output_paths(out_dir, key)
-    _save_png(paths["overlay"], _overlay(photo, rec, row, classes.mesh(rec["class"])))
+    save_png(paths["overlay"], _overlay(photo, rec, row, classes.mesh(rec["class"])))
     written = {"overlay": paths["overlay"], "mask": None, "field_npy": None, "field_png": None}
     if all(k in row for k in FIELD_KEYS):
         box = np.asarray(row["top_box"], np.float64) / float(row["scale"])
@@ -200,9 +189,9 @@ def write_prediction(out_dir: str | pathlib.Path, key: str, photo: np.ndarray, r
         mask = paste_roi(row["field_fg"], box, hw) >= MASK_THRESHOLD
         xyz = paste_roi(row["field"], box, hw)
         xyz[~mask] = 0.0
-        _save_png(paths["mask"], mask.astype(np.uint8) * 255)
-        _save_npy(paths["field_npy"], xyz.astype(np.float32))
-        _save_png(paths["field_png"], viz.location_field_to_rgb(xyz, mask))
+        save_png(paths["mask"], mask.astype(np.uint8) * 255)
+        save_npy(paths["field_npy"], xyz.astype(np.float32))
+        save_png(paths["field_png"], viz.location_field_to_rgb(xyz, mask))
         written.update({k: paths[k] for k in ("mask", "field_npy", "field_png")})
         rec["mask_pixels"] = int(mask.sum())
     out = pathlib.Path(out_dir)

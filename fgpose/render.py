@@ -38,7 +38,7 @@ from PIL import Image
 
 from fgpose import annotations as anno_lib
 from fgpose import camera, mesh as mesh_lib, raster, viz
-from fgpose.atomic_io import atomic_write, check_writable_dir
+from fgpose.atomic_io import atomic_write, check_writable_dir, save_npy, save_png
 
 RENDER_BYTES_PER_PIXEL = 128
 """Peak memory of a render per output pixel (bytes): the rasterizer's tile buffers, depth
@@ -217,14 +217,6 @@ def _check_memory(height: int, width: int, num_faces: int, limit_gb: float) -> N
         )
 
 
-def _save_png(path: pathlib.Path, image: np.ndarray) -> None:
-    atomic_write(path, lambda fh: Image.fromarray(image).save(fh, format="PNG"))
-
-
-def _save_npy(path: pathlib.Path, array: np.ndarray) -> None:
-    atomic_write(path, lambda fh: np.save(fh, array))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_option_values(sys.argv[1:] if argv is None else list(argv)))
@@ -253,14 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         ys, xs = np.nonzero(mask)
         summary["box_yxyx"] = [int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1]
     try:
-        _save_png(args.out / "mask.png", (mask * 255).astype(np.uint8))
-        _save_npy(args.out / "depth.npy", depth)
-        _save_png(args.out / "depth.png", viz.depth_to_rgb(depth, mask))
-        _save_npy(args.out / "location.npy", loc)
-        _save_png(args.out / "location.png", viz.location_field_to_rgb(loc, mask))
-        _save_npy(args.out / "face_id.npy", np.asarray(out.face_id))
+        save_png(args.out / "mask.png", (mask * 255).astype(np.uint8))
+        save_npy(args.out / "depth.npy", depth)
+        save_png(args.out / "depth.png", viz.depth_to_rgb(depth, mask))
+        save_npy(args.out / "location.npy", loc)
+        save_png(args.out / "location.png", viz.location_field_to_rgb(loc, mask))
+        save_npy(args.out / "face_id.npy", np.asarray(out.face_id))
         if photo is not None:
-            _save_png(args.out / "overlay.png", viz.overlay_mask(photo, mask))
+            save_png(args.out / "overlay.png", viz.overlay_mask(photo, mask))
         text = json.dumps(summary, indent=2)
         atomic_write(args.out / "render.json", lambda fh: fh.write(text.encode()))
     except OSError as err:
