@@ -91,6 +91,22 @@ def test_field_size_and_buckets():
     assert [count_bucket(n) for n in (1, 1025, 1536, 1537, 20000)] == [1024, 1536, 1536, 2048, 24576]
 
 
+def test_class_counts_come_from_the_release_layout():
+    from tfds_builders.compcars3d.compcars3d_dataset_builder import Builder as CompCars
+    from tfds_builders.fgvc_aircraft3d.fgvc_aircraft3d_dataset_builder import Builder as Aircraft
+    from tfds_builders.stanford_cars3d.stanford_cars3d_dataset_builder import Builder as Stanford
+
+    # Table 1 of Wang et al. 2018 (and the lines of the release's CAD/<Dataset>3D.txt).
+    assert (Stanford.NUM_CLASSES, CompCars.NUM_CLASSES, Aircraft.NUM_CLASSES) == (196, 113, 100)
+    for builder in (Stanford, CompCars, Aircraft):
+        assert builder.NUM_CLASSES == anno_lib.DATASETS[builder.DATASET].num_classes
+    assert len(CompCars.CLASS_NAMES) == 113
+    with pytest.raises(TypeError, match="2 CLASS_NAMES, but CompCars has 113 classes"):
+        class _Bad(base.ReleaseBuilder, skip_registration=True):
+            DATASET = "CompCars"
+            CLASS_NAMES = ("1", "2")
+
+
 @pytest.mark.parametrize("image_hw,field_max_side", [((400, 600), None), ((700, 500), 128)])
 def test_example_geometry_box_mesh(image_hw, field_max_side):
     v, f = _box_mesh()
