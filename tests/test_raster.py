@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from fgpose import camera, raster
+from fgpose.annotations import EXAMPLE_CAR_MODEL_ID as CAR_ID
 from tests.reference import rotation as _rot64
-
-CAR_ID = "189c2b53ef76d02978a20fe14185667"
 
 
 # ----------------------------------------------------------------------------- reference
@@ -252,17 +251,15 @@ def _smooth(depth, rel=0.003):
 
 
 @pytest.fixture(scope="module")
-def car(release_dir):
-    import trimesh
-
-    mesh = trimesh.load(release_dir / "CAD/02958343" / CAR_ID / "model.obj", force="mesh", process=False)
+def car(release_dir, example_car_trimesh):
+    vertices, faces = example_car_trimesh  # conftest: trimesh.load(..., process=False)
     annos = []
     for split in ("train", "test"):
         with open(release_dir / f"Anno3D/StanfordCars/{split}_anno_v2.pkl", "rb") as fh:
             data = pickle.load(fh, encoding="latin1")
         annos += [a for _, a in sorted(data.items()) if a["model_id"] == CAR_ID]
     assert len(annos) == 85
-    return np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32), annos
+    return np.asarray(vertices, np.float32), np.asarray(faces, np.int32), annos
 
 
 @pytest.fixture(scope="module")

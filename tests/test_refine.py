@@ -10,21 +10,20 @@ import pytest
 from fgpose import annotations, camera, mesh, raster
 from fgpose.refine import SearchConfig, mask_iou, refine, to_annotation_frame
 
-CAR_ID = "189c2b53ef76d02978a20fe14185667"
+CAR_ID = annotations.EXAMPLE_CAR_MODEL_ID
 
 
 @pytest.fixture(scope="module")
-def car_case(release_dir):
+def car_case(example_car_mesh, release_split):
     """The real car, its 85 v1 and v2 poses, and reference masks rendered at v2 (300x200)."""
-    path = release_dir / "CAD/02958343" / CAR_ID / "model.obj"
-    car = mesh.load_mesh(path, cache_dir=False)
+    car = example_car_mesh  # conftest: mesh.load_mesh(path, cache_dir=False)
     # The search runs on the real mesh decimated to 4000 faces (CI time); every IoU below is
     # scored against references rendered from the full 29,226-face mesh.
     search_mesh = mesh.decimate(car, 4000)
     v1, v2 = [], []
     for split in ("train", "test"):
-        a1 = annotations.load_split(release_dir, "StanfordCars", split, 1)
-        a2 = annotations.load_split(release_dir, "StanfordCars", split, 2)
+        a1 = release_split("StanfordCars", split, 1)
+        a2 = release_split("StanfordCars", split, 2)
         for key, rec in a1.items():
             if rec.model_id == CAR_ID:
                 v1.append([getattr(rec, f) for f in camera.POSE_FIELDS])

@@ -1,7 +1,7 @@
 """`python -m fgpose.refine`: refined release pickle, skips, resume, overlays, bad arguments.
 
 The real-data tests build a tiny dataset from the release: StanfordCars train images of the
-one shipped car (model 189c2b53ef76d02978a20fe14185667), with v1 annotations as input and
+one shipped car (``fgpose.annotations.EXAMPLE_CAR_MODEL_ID``), with v1 annotations as input and
 reference masks rendered at the v2 pose (so refinement should move v1 towards v2). Only
 ``00001.jpg`` has its real photo; the others get 600x400 placeholder JPEGs (the search
 reads only the photo's size). One image has no mask, one a corrupt photo.
@@ -22,7 +22,7 @@ from fgpose import camera, mesh as mesh_lib, raster
 from fgpose.refine import __main__ as cli
 from fgpose.refine import search
 
-MODEL = "189c2b53ef76d02978a20fe14185667"
+MODEL = anno_lib.EXAMPLE_CAR_MODEL_ID
 SYNSET = "02958343"
 N_GOOD = 6
 BATCH = 4
@@ -31,13 +31,13 @@ FAST = ["--batch-size", str(BATCH), "--max-sweeps", "12", "--max-faces", "3000",
 
 
 @pytest.fixture(scope="module")
-def dataset(release_dir, tmp_path_factory):
+def dataset(release_dir, release_split, tmp_path_factory):
     root = tmp_path_factory.mktemp("refine_data")
     cache = tmp_path_factory.mktemp("mesh_cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(mesh_lib.CACHE_DIR_ENV, str(cache))
-        v1 = anno_lib.load_split(release_dir, "StanfordCars", "train", 1)
-        v2 = anno_lib.load_split(release_dir, "StanfordCars", "train", 2)
+        v1 = release_split("StanfordCars", "train", 1)
+        v2 = release_split("StanfordCars", "train", 2)
         keys = [k for k, a in v1.items() if a.model_id == MODEL and k != "00001.jpg"][: N_GOOD - 1 + 2]
         keys = ["00001.jpg"] + keys  # N_GOOD good ones, then one without mask, one with a corrupt photo
         no_mask, corrupt = keys[N_GOOD], keys[N_GOOD + 1]

@@ -33,7 +33,7 @@ from tests.reference import camera as ref_camera  # noqa: E402
 from tests.reference import project as project64  # noqa: E402
 from tfds_builders import base  # noqa: E402
 
-CAR_ID = "189c2b53ef76d02978a20fe14185667"
+CAR_ID = anno_lib.EXAMPLE_CAR_MODEL_ID
 MAX_FACES = 4000  # quadric decimation below ~4k faces visibly distorts the car (1.5k: 14 px box error)
 FIELD_MAX_SIDE = 256
 PLACEHOLDER_HW = (480, 640)
@@ -157,13 +157,13 @@ def cache_env(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def car_vertices(release_dir):
+def car_vertices(example_car_mesh):
     """Full-resolution vertices of the release's car mesh."""
-    return mesh_lib.load_mesh(anno_lib.cad_path(release_dir, "StanfordCars", CAR_ID), cache_dir=False).vertices
+    return example_car_mesh.vertices  # conftest: load_mesh(cad_path(...), cache_dir=False)
 
 
 @pytest.fixture(scope="module")
-def stanford_manual(release_dir, tmp_path_factory, cache_env, car_vertices):
+def stanford_manual(release_dir, release_split, tmp_path_factory, cache_env, car_vertices):
     """A reduced StanfordCars manual dir; returns (root, planted, keys, mesh vertices)."""
     root = tmp_path_factory.mktemp("manual")
     verts = car_vertices
@@ -172,7 +172,7 @@ def stanford_manual(release_dir, tmp_path_factory, cache_env, car_vertices):
     os.symlink(anno_lib.cad_path(release_dir, "StanfordCars", CAR_ID), cad)
     keys, planted = {}, {"train": {}, "test": {}}
     for split in ("train", "test"):
-        table = anno_lib.load_split(release_dir, "StanfordCars", split, 2)
+        table = release_split("StanfordCars", split, 2)
         good = [k for k, a in table.items() if a.model_id == CAR_ID and k != "00001.jpg"
                 and _in_frame(a, PLACEHOLDER_HW, verts)]
         other = [k for k, a in table.items() if a.model_id != CAR_ID]
@@ -237,12 +237,12 @@ def stanford_built(stanford_manual, tmp_path_factory):
 # ----------------------------------------------------------------------------- real data
 
 
-def test_stanford_cars3d_geometry(release_dir, stanford_manual, stanford_built):
+def test_stanford_cars3d_geometry(release_dir, release_split, stanford_manual, stanford_built):
     root, planted, keys, _ = stanford_manual
     data_dir, cfg, src = stanford_built
     assert len(src) == len(keys["train"])
     mesh = mesh_lib.load_mesh(anno_lib.cad_path(root, "StanfordCars", CAR_ID), max_faces=MAX_FACES)
-    table = anno_lib.load_split(release_dir, "StanfordCars", "train", 2)
+    table = release_split("StanfordCars", "train", 2)
     builder = tfds.builder("stanford_cars3d", data_dir=data_dir, config=cfg)
     names = builder.info.features["label"].names
     assert names[:2] == ["Make Model 000", "Make Model 001"] and len(names) == 196
@@ -554,8 +554,7 @@ def test_synthetic_with_real_meshes(release_dir, tmp_path):
     builder = tfds.builder("synthetic_pose3d", data_dir=tmp_path, config=cfg)
     names = builder.info.features["label"].names
     assert names[2:] == ["car_shapenet_189c2b53", "airplane_pyvista"], names
-    car = mesh_lib.load_mesh(release_dir / "CAD" / "02958343" / "189c2b53ef76d02978a20fe14185667" / "model.obj",
-                             normalize=True)
+    car = mesh_lib.load_mesh(anno_lib.cad_path(release_dir, "StanfordCars", CAR_ID), normalize=True)
     # The full-resolution car's surface, densely sampled (spacing ~1e-3 of its diagonal).
     samples, _ = trimesh.sample.sample_surface(trimesh.Trimesh(car.vertices, car.faces, process=False), 400_000,
                                                seed=0)
