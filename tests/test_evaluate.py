@@ -114,6 +114,7 @@ def test_unit_box_corners_have_unit_diagonal():
     assert np.linalg.norm(c.max(0) - c.min(0)) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_evaluate_writes_json_pngs_and_prints_table(tmp_path, capsys):
     """Train the stand-in 2 steps, then evaluate_workdir restores it and writes the outputs."""
     from fgpose.data import make_eval_iterator

@@ -114,6 +114,7 @@ def test_random_triangles_match_raycast():
     assert n > 1000
 
 
+@pytest.mark.slow
 def test_portrait_image_with_more_tile_rows_than_columns():
     # 520 x 300 has 65 tile rows but 38 tile columns: the packed first tile needs more bits
     # for its row than for its column (a former bug dropped coverage here).
@@ -125,6 +126,7 @@ def test_portrait_image_with_more_tile_rows_than_columns():
     assert n > 5000
 
 
+@pytest.mark.slow
 def test_tall_image_doubles_the_tile_to_pack_its_tiles():
     # 4400 x 300 has 550 x 38 tiles of 8 px: the packed tiles of a triangle as tall as the
     # image (first tile, tiles per row, rows: 2 x (10 + 6) bits) overflow an int32, so the
@@ -194,6 +196,7 @@ def test_degenerate_triangles_are_ignored():
     assert np.isfinite(np.asarray(out.depth)).all() and np.isfinite(np.asarray(out.location)).all()
 
 
+@pytest.mark.slow
 def test_padded_faces_and_vmap_over_poses_and_meshes():
     va, fa = _random_scene(1, 30)
     vb, fb = _random_scene(2, 20)
@@ -275,6 +278,7 @@ def _raycast_pixels(verts, faces, pose, pixels, height):
     return np.min(np.where(front & (bmin >= 0), t, np.inf), axis=1)
 
 
+@pytest.mark.slow
 def test_real_car_matches_pyrender(car, car_render):
     from fgpose.pyrender_backend import PyrenderRenderer
 
@@ -306,6 +310,7 @@ def test_real_car_matches_pyrender(car, car_render):
     assert n_bad / n_common < 1e-3, n_bad / n_common
 
 
+@pytest.mark.slow
 def test_real_car_location_field_reprojects(car, car_render):
     verts, faces, annos = car
     proj, out = car_render
@@ -325,6 +330,7 @@ def test_real_car_location_field_reprojects(car, car_render):
     assert worst < 0.5, worst
 
 
+@pytest.mark.slow
 def test_real_car_box_on_photo(car, car_render):
     """cars_train/00001.jpg's v2 pose: rendered silhouette box ~ (23, 60)-(284, 187) at 300x200."""
     verts, faces, _ = car

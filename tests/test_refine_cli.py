@@ -87,6 +87,7 @@ def _pose(rec):
     return np.array([rec[k] if isinstance(rec, dict) else getattr(rec, k) for k in camera.POSE_FIELDS])
 
 
+@pytest.mark.slow
 def test_refines_towards_v2(dataset, full_run, capsys):
     assert full_run["rc"] == 0
     out = full_run["out"]
@@ -126,6 +127,7 @@ def test_refines_towards_v2(dataset, full_run, capsys):
     assert not (out.parent / (out.name + cli.PARTIAL_SUFFIX)).exists()
 
 
+@pytest.mark.slow
 def test_coarse_to_fine_with_its_own_mesh(dataset, mesh_cache, tmp_path):
     """--coarse 2 with --coarse-max-faces: the coarse pass gets a mesh decimated separately
     (one more load per model) and the result is as good as the plain search's."""
@@ -140,6 +142,7 @@ def test_coarse_to_fine_with_its_own_mesh(dataset, mesh_cache, tmp_path):
     assert summary["settings"]["coarse"] == 2 and summary["settings"]["coarse_max_faces"] == 1500
 
 
+@pytest.mark.slow
 def test_overlays(dataset, full_run):
     overlays = full_run["out"].parent / "overlays"
     for key in dataset["good"]:
@@ -153,6 +156,7 @@ def test_overlays(dataset, full_run):
     assert red.sum() > 200 and green.sum() > 200
 
 
+@pytest.mark.slow
 def test_resume(dataset, full_run, mesh_cache, monkeypatch, tmp_path):
     out = tmp_path / "refined.pkl"
     partial = tmp_path / ("refined.pkl" + cli.PARTIAL_SUFFIX)
@@ -204,6 +208,7 @@ def test_resume(dataset, full_run, mesh_cache, monkeypatch, tmp_path):
         np.testing.assert_allclose(_pose(refined[key]), _pose(full[key]), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings(dataset, mesh_cache, monkeypatch, tmp_path, capsys):
     out = tmp_path / "refined.pkl"
     monkeypatch.setattr(cli.search, "refine", lambda *a, **kw: (_ for _ in ()).throw(KeyboardInterrupt))
@@ -213,6 +218,7 @@ def test_resume_with_other_settings(dataset, mesh_cache, monkeypatch, tmp_path, 
     assert rc == 2 and "other settings" in err and "schedule: 'paper' -> 'parallel'" in err and "--restart" in err
 
 
+@pytest.mark.slow
 def test_missing_mesh_is_skipped(dataset, mesh_cache, tmp_path, capsys):
     empty_cad = tmp_path / "cad"
     empty_cad.mkdir()

@@ -344,6 +344,7 @@ def test_compcars3d_labels(release_dir, tmp_path, cache_env, car_vertices):
     assert builder.info.features["category"].names == ["car", "airplane"]
 
 
+@pytest.mark.slow
 def test_fgvc_aircraft3d_labels(release_dir, tmp_path, cache_env, car_vertices):
     root = tmp_path / "manual"
     keys = _stand_in_manual(release_dir, root, "FGVC_Aircraft", {"train": 2, "test": 1}, "02691156", car_vertices)
@@ -466,6 +467,7 @@ def synthetic_builds(tmp_path_factory):
     return SyntheticConfig(**SYN), first, second, dict(np.load(ref))
 
 
+@pytest.mark.slow
 def test_synthetic_deterministic(synthetic_builds):
     cfg, first, second, _ = synthetic_builds
     for split, n in (("train", SYN["num_train"]), ("test", SYN["num_test"])):
@@ -481,6 +483,7 @@ def test_synthetic_deterministic(synthetic_builds):
     assert len({tuple(a[i]["pose"]) for i in range(len(a))}) == len(a)  # distinct poses
 
 
+@pytest.mark.slow
 def test_synthetic_matches_pyrender(synthetic_builds):
     from fgpose import synthetic
     from tfds_builders.synthetic_pose3d.synthetic_pose3d_dataset_builder import sample_example
@@ -517,6 +520,7 @@ def test_synthetic_matches_pyrender(synthetic_builds):
         np.testing.assert_allclose(ex["projection"], p, rtol=2e-6, atol=5e-3)
 
 
+@pytest.mark.slow
 def test_tfds_load(synthetic_builds, request):
     """tfds.load (tf.data over the array_record files) in a TensorFlow child process; the
     StanfordCars3D part needs FGPOSE_RELEASE_DIR."""
@@ -539,6 +543,7 @@ SYN_REAL = dict(name="test_real", num_car_classes=1, num_airplane_classes=1, num
                 max_side=160, field_max_side=160, seed=5, max_faces=6000, real_meshes=True)
 
 
+@pytest.mark.slow
 def test_synthetic_with_real_meshes(release_dir, tmp_path):
     """``real_meshes=True`` adds a class for the release's ShapeNet car and the PyVista
     aircraft; their examples' location fields lie on those (normalised) meshes."""

@@ -91,6 +91,7 @@ def _random_views(rng, k, radius, frame_height):
     return camera.projection_matrix(camera.Pose.from_array(params.astype(np.float32)), np.full(k, frame_height, np.float32))
 
 
+@pytest.mark.slow
 def test_real_car_silhouettes_unchanged_and_decimation_better(example_car_path, example_car_mesh, tmp_path):
     path, full = example_car_path, example_car_mesh  # conftest: load_mesh(path, cache_dir=False)
     kept = visibility.drop_hidden_faces(full)
