@@ -493,6 +493,12 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 """The release's three datasets by release name."""
 
+EXAMPLE_CAR_MODEL_ID = "189c2b53ef76d02978a20fe14185667"
+"""The one ShapeNet car mesh shipped with the release: ``CAD/02958343/<id>/model.obj``
+(:func:`cad_path` with ``"StanfordCars"``; ShapeNetCore.v1, +Y up, +X front, unit bbox
+diagonal). It is the CAD model of StanfordCars ``cars_train/00001.jpg`` (the release's one
+shipped photo with a mesh) and of 85 StanfordCars annotations (43 train, 42 test)."""
+
 
 def release_dir() -> pathlib.Path | None:
     """The release root from ``$FGPOSE_RELEASE_DIR`` (``None`` if unset or empty).
@@ -649,6 +655,7 @@ __all__ = [
     "ANGLE_LIMIT",
     "DATASETS",
     "DISTANCE_RANGE",
+    "EXAMPLE_CAR_MODEL_ID",
     "FIELDS",
     "FLOAT_BOUNDS",
     "FLOAT_FIELDS",

@@ -30,7 +30,7 @@ from fgpose.refine import SearchConfig, refine
 
 
 def toy_car() -> mesh_lib.Mesh:
-    """A closed toy car mesh (~1.2k triangles), centred, unit bbox diagonal, +X front, +Y up."""
+    """A closed toy car mesh (792 triangles), centred, unit bbox diagonal, +X front, +Y up."""
     parts = [
         trimesh.creation.box(extents=(1.0, 0.22, 0.42), transform=trimesh.transformations.translation_matrix((0, 0.0, 0))),
         trimesh.creation.box(extents=(0.5, 0.18, 0.38), transform=trimesh.transformations.translation_matrix((-0.08, 0.19, 0))),

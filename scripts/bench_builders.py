@@ -31,10 +31,9 @@ import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the package, also when the editable install is stale
+import _bench_common as common  # puts this checkout's packages first on sys.path
 
-CAR_ID = "189c2b53ef76d02978a20fe14185667"
+REPO = common.REPO
 
 
 def _placeholder(path: pathlib.Path, hw, seed: int) -> None:
@@ -55,17 +54,18 @@ def make_manual_dir(release: pathlib.Path, root: pathlib.Path) -> None:
 
     from fgpose import annotations as A
 
-    cad = root / "CAD" / "02958343" / CAR_ID / "model.obj"
+    car_id = A.EXAMPLE_CAR_MODEL_ID  # the one mesh every record is pointed at
+    cad = A.cad_path(root, "StanfordCars", car_id)
     cad.parent.mkdir(parents=True)
-    os.symlink(A.cad_path(release, "StanfordCars", CAR_ID), cad)
-    plane_cad = root / "CAD" / "02691156" / CAR_ID / "model.obj"
+    os.symlink(A.cad_path(release, "StanfordCars", car_id), cad)
+    plane_cad = A.cad_path(root, "FGVC_Aircraft", car_id)
     plane_cad.parent.mkdir(parents=True)
-    os.symlink(A.cad_path(release, "StanfordCars", CAR_ID), plane_cad)
+    os.symlink(A.cad_path(release, "StanfordCars", car_id), plane_cad)
 
     # StanfordCars v2: every record of the available car mesh.
     labelled = {}
     for split in A.SPLITS:
-        table = {k: a for k, a in A.load_split(release, "StanfordCars", split, 2).items() if a.model_id == CAR_ID}
+        table = {k: a for k, a in A.load_split(release, "StanfordCars", split, 2).items() if a.model_id == car_id}
         path = A.annotation_path(root, "StanfordCars", split, 2)
         path.parent.mkdir(parents=True, exist_ok=True)
         A.save_annotations(path, table)
@@ -79,12 +79,13 @@ def make_manual_dir(release: pathlib.Path, root: pathlib.Path) -> None:
         labelled[split] = list(table)
     devkit = root / "Image" / "StanfordCars" / "devkit"
     devkit.mkdir(parents=True)
-    names = np.array([f"class {i:03d}" for i in range(196)], dtype=object).reshape(1, -1)
+    n_cars = A.DATASETS["StanfordCars"].num_classes
+    names = np.array([f"class {i:03d}" for i in range(n_cars)], dtype=object).reshape(1, -1)
     scipy.io.savemat(devkit / "cars_meta.mat", {"class_names": names})
     for split, fname in (("train", "cars_train_annos.mat"), ("test", "cars_test_annos_withlabels.mat")):
         rec = np.zeros((1, len(labelled[split])), dtype=[("class", "O"), ("fname", "O")])
         for i, k in enumerate(labelled[split]):
-            rec[0, i] = (np.uint8(1 + i % 196), k)
+            rec[0, i] = (np.uint8(1 + i % n_cars), k)
         scipy.io.savemat(devkit / fname, {"annotations": rec})
 
     # CompCars v1 and FGVC_Aircraft v2: real records re-pointed at the car mesh.
@@ -95,7 +96,7 @@ def make_manual_dir(release: pathlib.Path, root: pathlib.Path) -> None:
             records = {}
             for i, (k, a) in enumerate(list(table.items())[:n]):
                 rec = a.to_record()
-                rec["model_id"] = CAR_ID
+                rec["model_id"] = car_id
                 records[k] = rec
                 _placeholder(A.image_path(root, dataset, split, k), hw, i)
                 if dataset == "FGVC_Aircraft":
@@ -106,10 +107,13 @@ def make_manual_dir(release: pathlib.Path, root: pathlib.Path) -> None:
                 pickle.dump(records, fh, protocol=2)
     data = root / "fgvc-aircraft-2013b" / "data"
     data.mkdir(parents=True)
-    (data / "variants.txt").write_text("".join(f"variant {i}\n" for i in range(100)))
-    (data / "images_variant_trainval.txt").write_text("".join(f"{x} variant {i % 100}\n" for i, x in enumerate(ids)))
+    n_planes = A.DATASETS["FGVC_Aircraft"].num_classes
+    (data / "variants.txt").write_text("".join(f"variant {i}\n" for i in range(n_planes)))
+    (data / "images_variant_trainval.txt").write_text(
+        "".join(f"{x} variant {i % n_planes}\n" for i, x in enumerate(ids)))
     (data / "images_variant_test.txt").write_text("")
-    (root / "CAD" / "CompCars3D.txt").write_text("".join(f"{CAR_ID}\n" for _ in range(113)))
+    (root / "CAD" / "CompCars3D.txt").write_text(
+        "".join(f"{car_id}\n" for _ in range(A.DATASETS["CompCars"].num_classes)))
 
 
 CHILD = r"""
@@ -169,20 +173,18 @@ def main(argv=None) -> int:
         else:
             print("FGPOSE_RELEASE_DIR not set: real builders not benchmarked", file=sys.stderr)
 
-    print(f"{'builder':<26}{'examples':>9}{'cold s':>8}{'cold ex/s':>10}{'warm s':>8}{'warm ex/s':>10}  skipped")
-    for r in rows:
-        print(f"{r['name'] + '/' + r['config']:<26}{r['examples']:>9}{r['seconds_cold']:>8.1f}"
-              f"{r['examples_per_s_cold']:>10.2f}{r['seconds_warm']:>8.1f}{r['examples_per_s_warm']:>10.2f}"
-              f"  {r['skipped']}")
+    print(common.text_table(
+        [("builder", "<26"), ("examples", ">9"), ("cold s", ">8.1f"), ("cold ex/s", ">10.2f"), ("warm s", ">8.1f"),
+         ("warm ex/s", ">10.2f"), ("skipped", "")],
+        [[r["name"] + "/" + r["config"], r["examples"], r["seconds_cold"], r["examples_per_s_cold"], r["seconds_warm"],
+          r["examples_per_s_warm"], str(r["skipped"])] for r in rows]))
     result = {
         "rows": rows,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "loadavg_1m_at_end": os.getloadavg()[0]},
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    common.write_json(args.out, result, indent=2)
     return 0
 
 

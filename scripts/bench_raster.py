@@ -2,7 +2,7 @@
 """Benchmark: fgpose's JAX rasterizer against pyrender (OpenGL) and a naive OpenCV loop.
 
 Renders silhouettes and 3D location fields of the release's real ShapeNet car
-(``CAD/02958343/189c2b53ef76d02978a20fe14185667/model.obj``, 29,226 triangles) at its real
+(:data:`fgpose.annotations.EXAMPLE_CAR_MODEL_ID`, 29,226 triangles) at its real
 annotated poses (the 85 StanfordCars v2 train+test annotations that use it, cycled to fill
 a batch) with three methods in one process:
 
@@ -57,9 +57,9 @@ import time
 
 import numpy as np
 
-MODEL_ID = "189c2b53ef76d02978a20fe14185667"
-MESH_RELPATH = pathlib.Path("CAD") / "02958343" / MODEL_ID / "model.obj"
-ANNO_DATASET = "StanfordCars"
+import _bench_common as common
+
+ANNO_DATASET = common.EXAMPLE_DATASET
 METHODS = ("fgpose", "pyrender", "opencv")
 OUTPUTS = ("silhouette", "location")
 _CHILD_MARKER = "BENCH_RASTER_MEMORY_JSON:"
@@ -76,30 +76,12 @@ _MIN_MASK_IOU = 0.99
 # ----------------------------------------------------------------------------- data
 
 
-def resolve_release_dir(arg: str | None) -> pathlib.Path:
-    from fgpose.annotations import require_release_dir  # noqa: PLC0415
+def load_poses(root: pathlib.Path) -> list[tuple[str, str, dict]]:
+    """``(split, key, {pose field: value})`` of the v2 StanfordCars annotations of the car, sorted."""
+    from fgpose import camera  # noqa: PLC0415
 
-    try:
-        return require_release_dir(arg, ANNO_DATASET)
-    except ValueError as err:
-        raise SystemExit(f"error: {err} (--release-dir / FGPOSE_RELEASE_DIR)") from None
-
-
-def load_poses(root: pathlib.Path, model_id: str = MODEL_ID) -> list[tuple[str, str, dict]]:
-    """``(split, key, record)`` of the v2 StanfordCars annotations using ``model_id``, sorted."""
-    from fgpose import annotations, camera  # noqa: PLC0415
-
-    out = []
-    for split in ("train", "test"):
-        try:
-            table = annotations.load_split(root, ANNO_DATASET, split, 2)
-        except (OSError, ValueError) as err:
-            raise SystemExit(f"error: {err}") from None
-        out += [(split, key, {k: getattr(rec, k) for k in camera.POSE_FIELDS})
-                for key, rec in sorted(table.items()) if rec.model_id == model_id]
-    if not out:
-        raise SystemExit(f"error: no {ANNO_DATASET} v2 annotation uses model {model_id}")
-    return out
+    return [(split, a.key, {k: getattr(a, k) for k in camera.POSE_FIELDS})
+            for split, a in common.example_car_annotations(root, 2)]
 
 
 def load_mesh(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
@@ -363,11 +345,7 @@ def bench_fgpose(args, vertices, faces, proj, n_poses, log):
             t0 = time.perf_counter()
             out = jax.block_until_ready(compiled(v, fa, p))  # warm-up
             first_s = time.perf_counter() - t0
-            times = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                jax.block_until_ready(compiled(v, fa, p))
-                times.append(time.perf_counter() - t0)
+            times = common.timed_calls(lambda: compiled(v, fa, p), args.repeats)
             row = _row("fgpose", output, b, times, b, {
                 "compile_s": compile_s, "first_call_s": first_s, "xla_memory": memory_analysis_dict(compiled)})
             rows.append(row)
@@ -491,8 +469,7 @@ def _fmt_rate(x):
 
 def markdown_table(rows, memory) -> str:
     ref = {(r["output"], r["batch"]): r["renders_per_s"] for r in rows if r["method"] == "pyrender"}
-    lines = ["| method | output | batch | renders/s | ms/render | × pyrender | peak MB |",
-             "|---|---|---|---:|---:|---:|---|"]
+    cells = []
     for r in rows:
         base = ref.get((r["output"], r["batch"]))
         ratio = f"{r['renders_per_s'] / base:.2f}×" if base else "—"
@@ -510,8 +487,9 @@ def markdown_table(rows, memory) -> str:
         rate = _fmt_rate(r["renders_per_s"])
         if r["extrapolated"]:
             rate += f" (†{r['timed_renders']})"
-        lines.append(f"| {r['method']} | {r['output']} | {r['batch']} | {rate} | {r['ms_per_render']:.2f} | {ratio} | {peak} |")
-    return "\n".join(lines)
+        cells.append([r["method"], r["output"], r["batch"], rate, f"{r['ms_per_render']:.2f}", ratio, peak])
+    return common.markdown_table(["method", "output", "batch", "renders/s", "ms/render", "× pyrender", "peak MB"],
+                                cells, "lllrrrl")
 
 
 def targets(rows, memory, device_platform) -> list[dict]:
@@ -593,7 +571,8 @@ def environment(args) -> dict:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--release-dir", default=None, help="finegrained_pose release root (default: $FGPOSE_RELEASE_DIR)")
-    ap.add_argument("--mesh", default=None, help=f"mesh to render (default: <release>/{MESH_RELPATH.as_posix()})")
+    ap.add_argument("--mesh", default=None,
+                    help="mesh to render (default: the release's car, <release>/CAD/02958343/<its id>/model.obj)")
     ap.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,14,64; --quick: 1,2)")
     ap.add_argument("--repeats", type=int, default=7, help="timed repetitions for fgpose after warm-up (default 7)")
     ap.add_argument("--baseline-repeats", type=int, default=3, help="timed repetitions for pyrender/opencv (default 3)")
@@ -643,11 +622,9 @@ def main(argv=None) -> int:
         memory_child(args)
         return 0
 
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
-
-    root = resolve_release_dir(args.release_dir)
-    mesh_path = pathlib.Path(args.mesh) if args.mesh else root / MESH_RELPATH
+    log = common.log
+    root = common.resolve_release_dir(args.release_dir, ANNO_DATASET)
+    mesh_path = pathlib.Path(args.mesh) if args.mesh else common.example_car_path(root)
     vertices, faces = load_mesh(mesh_path)
     poses = load_poses(root)
     records = [r for _, _, r in poses]
@@ -699,22 +676,19 @@ def main(argv=None) -> int:
     print()
     print(table)
     print()
-    print("| target | measured | met |")
-    print("|---|---|---|")
-    for t in tgts:
-        met = "n/a" if t["met"] is None else ("yes" if t["met"] else "NO")
-        print(f"| {t['target']} | {t['measured']} | {met} |")
+    print(common.markdown_table(["target", "measured", "met"], [
+        [t["target"], t["measured"], "n/a" if t["met"] is None else ("yes" if t["met"] else "NO")] for t in tgts]))
     print(f"\nload average start {env['loadavg_start'][0]:.2f}, end {env['loadavg_end'][0]:.2f} "
           f"(1 min); total {env['bench_seconds']:.0f} s")
 
     if args.json:
-        out = pathlib.Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        from fgpose.annotations import EXAMPLE_CAR_MODEL_ID  # noqa: PLC0415
+
         payload = {
             "environment": env,
             "config": {
                 "mesh": str(mesh_path), "num_vertices": int(len(vertices)), "num_triangles": int(len(faces)),
-                "model_id": MODEL_ID, "num_poses": n_poses, "pose_source": f"{ANNO_DATASET} v2 train+test",
+                "model_id": EXAMPLE_CAR_MODEL_ID, "num_poses": n_poses, "pose_source": f"{ANNO_DATASET} v2 train+test",
                 "height": args.height, "width": args.width, "batches": args.batches, "repeats": args.repeats,
                 "baseline_repeats": args.baseline_repeats, "opencv_max_poses": args.opencv_max_poses,
                 "tile": args.tile, "block": args.block, "methods": args.methods, "quick": args.quick,
@@ -727,8 +701,7 @@ def main(argv=None) -> int:
             "methods_info": info,
             "targets": tgts,
         }
-        out.write_text(json.dumps(payload, indent=2))
-        log(f"wrote {out}")
+        common.write_json(args.json, payload, indent=2)
     return 0
 
 

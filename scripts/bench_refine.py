@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: annotation refinement (Algorithm 1), jitted batched search against the published loop.
 
-Data: the release's real ShapeNet car (``CAD/02958343/189c2b53ef76d02978a20fe14185667/model.obj``,
+Data: the release's real ShapeNet car (:data:`fgpose.annotations.EXAMPLE_CAR_MODEL_ID`,
 29,226 triangles) and the 85 StanfordCars annotations (43 train + 42 test) that use it. For
 each image the **reference mask** is the full-resolution silhouette (fgpose rasterizer) at
 the refined v2 pose and the **start** is the human v1 pose, so the search has to recover
@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import pathlib
 import platform
@@ -61,8 +60,10 @@ import time
 
 import numpy as np
 
-MODEL_ID = "189c2b53ef76d02978a20fe14185667"
-DATASET = "StanfordCars"
+import _bench_common as common
+from _bench_common import log
+
+DATASET = common.EXAMPLE_DATASET
 FRAME_HEIGHT = 200
 SPEED_TARGET = 20.0  # CPU target: >= 20x the baseline's images/s ...
 IOU_TOLERANCE = 1e-4  # ... at a mean final IoU no lower than the baseline's minus this
@@ -73,44 +74,24 @@ TARGETS = (
 )
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # ----------------------------------------------------------------------------- data
 
 
-def resolve_release_dir(arg: str | None) -> pathlib.Path:
-    from fgpose.annotations import require_release_dir  # noqa: PLC0415
-
-    try:
-        return require_release_dir(arg, DATASET)
-    except ValueError as err:
-        raise SystemExit(f"error: {err} (--release-dir / FGPOSE_RELEASE_DIR)") from None
-
-
 def load_pairs(root: pathlib.Path) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
-    """``(split, key, v1 params (7,), v2 params (7,))`` of the images using ``MODEL_ID``, sorted by split, key."""
-    from fgpose import annotations, camera  # noqa: PLC0415
+    """``(split, key, v1 params (7,), v2 params (7,))`` of the images of the release's car (by its
+    v2 annotations), sorted by split, key."""
+    from fgpose import camera  # noqa: PLC0415
 
     def params(rec) -> np.ndarray:
         return np.array([getattr(rec, k) for k in camera.POSE_FIELDS], np.float32)
 
+    v1 = {(split, a.key): a for split, a in common.example_car_annotations(root, 1)}
     out = []
-    for split in ("train", "test"):
-        paths = [annotations.annotation_path(root, DATASET, split, v) for v in (1, 2)]
-        for p in paths:
-            if not p.is_file():
-                raise SystemExit(f"error: missing annotation file {p}")
-        v1, v2 = (annotations.load_annotations(p) for p in paths)
-        for key in sorted(v2):
-            if v2[key].model_id != MODEL_ID:
-                continue
-            if key not in v1 or v1[key].model_id != MODEL_ID:
-                raise SystemExit(f"error: {split}/{key} uses {MODEL_ID} in v2 but not in v1")
-            out.append((split, key, params(v1[key]), params(v2[key])))
-    if not out:
-        raise SystemExit(f"error: no {DATASET} annotation uses model {MODEL_ID}")
+    for split, a2 in common.example_car_annotations(root, 2):
+        a1 = v1.get((split, a2.key))
+        if a1 is None:
+            raise SystemExit(f"error: {split}/{a2.key} uses {a2.model_id} in v2 but not in v1")
+        out.append((split, a2.key, params(a1), params(a2)))
     return out
 
 
@@ -333,25 +314,24 @@ def run_jitted(args, base_mesh, hidden, max_faces, schedule, coarse, starts, ref
 
 
 def markdown_table(rows, base) -> str:
-    head = (
-        "| method | schedule | search mesh: faces | images | batch | images/s | s/image | × baseline | "
-        "median sweeps | median IoU | mean IoU | mean IoU, baseline's images | median initial IoU | compile s | CPU s/image | load |"
-    )
-    lines = [head, "|" + "---|" * 3 + "---:|" * 13]
+    header = ["method", "schedule", "search mesh: faces", "images", "batch", "images/s", "s/image", "× baseline",
+              "median sweeps", "median IoU", "mean IoU", "mean IoU, baseline's images", "median initial IoU",
+              "compile s", "CPU s/image", "load"]
 
     def fmt(x):
         return "—" if x is None else f"{x:.4f}"
+    cells = []
     for r in rows:
         ratio = r["images_per_s"] / base["images_per_s"] if base else float("nan")
-        lines.append(
-            f"| {r['method']} ({r['renderer']}) | {r['schedule']} | {r['search_faces']:,} "
-            f"{'visible' if r['hidden_faces'] == 'dropped' else 'of all'} | {r['images']} | {r['batch']} | "
-            f"{r['images_per_s']:.3f} | {r['s_per_image']:.3f} | {'—' if base is None else f'{ratio:.2f}×'} | {r['median_sweeps']:.0f} | "
-            f"{r['median_iou']:.4f} | {r['mean_iou']:.4f} | {fmt(r['mean_iou_baseline_images'])} | "
-            f"{r['median_initial_iou']:.4f} | {r.get('compile_s', 0.0):.1f} | {r['cpu_s_per_image']:.3f} | "
-            f"{r['loadavg_1min_after']:.1f} |"
-        )
-    return "\n".join(lines)
+        cells.append([
+            f"{r['method']} ({r['renderer']})", r["schedule"],
+            f"{r['search_faces']:,} {'visible' if r['hidden_faces'] == 'dropped' else 'of all'}", r["images"],
+            r["batch"], f"{r['images_per_s']:.3f}", f"{r['s_per_image']:.3f}",
+            "—" if base is None else f"{ratio:.2f}×", f"{r['median_sweeps']:.0f}", f"{r['median_iou']:.4f}",
+            f"{r['mean_iou']:.4f}", fmt(r["mean_iou_baseline_images"]), f"{r['median_initial_iou']:.4f}",
+            f"{r.get('compile_s', 0.0):.1f}", f"{r['cpu_s_per_image']:.3f}", f"{r['loadavg_1min_after']:.1f}",
+        ])
+    return common.markdown_table(header, cells, "lll" + "r" * 13)
 
 
 def parse_int_list(text: str) -> list[int]:
@@ -399,8 +379,8 @@ def main(argv=None) -> int:
 
         args.coarse_alpha = SearchConfig.coarse_alpha
 
-    root = resolve_release_dir(args.release_dir)
-    mesh_path = root / "CAD" / "02958343" / MODEL_ID / "model.obj"
+    root = common.resolve_release_dir(args.release_dir, DATASET)
+    mesh_path = common.example_car_path(root)
     if not mesh_path.is_file():
         raise SystemExit(f"error: mesh {mesh_path} does not exist")
 
@@ -509,8 +489,6 @@ def main(argv=None) -> int:
         print(f"CPU target check (>= {SPEED_TARGET:.0f}× and mean IoU >= baseline - {IOU_TOLERANCE:g}):")
         print("\n".join(verdicts))
 
-    out = pathlib.Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "argv": sys.argv[1:],
@@ -531,8 +509,7 @@ def main(argv=None) -> int:
         "visible_faces": bases["drop"].num_faces if "drop" in bases else None,
         "visibility_s": visibility_s,
     }
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    log(f"wrote {out}")
+    common.write_json(args.json, {"meta": meta, "rows": rows}, indent=1)
     return 0
 
 

@@ -1,11 +1,12 @@
 """Training throughput (images/s) and inference latency (ms/image) of the pose detector.
 
 Times the jitted, sharded training step of :mod:`fgpose.train` and the jitted ``predict`` of
-:mod:`fgpose.evaluate` on random section-B batches (no input pipeline, no dataset needed) for
-each config: by default R50-FPN at the paper's input size (``configs/stanford_cars3d.py``,
-800x1344) and the CPU config (``configs/synthetic.py``). Compilation is excluded (one warm-up
-call); each timing is the median over ``--steps`` calls, synchronised with
-``block_until_ready``.
+:mod:`fgpose.evaluate` on random batches in the input pipeline's layout (the dicts of
+:func:`fgpose.data.preprocess_example` stacked by :func:`fgpose.data.collate`; no pipeline
+or dataset needed) for each config: by default R50-FPN at the paper's input size
+(``configs/stanford_cars3d.py``, 800x1344) and the CPU config (``configs/synthetic.py``).
+Compilation is excluded (one warm-up call); each timing is the median over ``--steps``
+calls, synchronised with ``block_until_ready``.
 
     .venv/bin/python scripts/bench_train.py [--configs stanford_cars3d,synthetic]
         [--batch 2] [--steps 3] [--num_classes 196] [--out out/bench_train.json]
@@ -18,20 +19,18 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import pathlib
 import platform
-import statistics
-import sys
 import time
+
+import _bench_common as common  # puts this checkout's packages first on sys.path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from fgpose import camera, distributed, evaluate, train
 
-from fgpose import camera, distributed, evaluate, train  # noqa: E402
+ROOT = common.REPO
 
 
 def load_config(name: str):
@@ -43,7 +42,8 @@ def load_config(name: str):
 
 
 def random_batch(batch: int, input_size: tuple[int, int], max_boxes: int, num_classes: int, seed: int = 0):
-    """A section-B batch: noise images, one object per image with a consistent pose and box."""
+    """A batch as :func:`fgpose.data.collate` stacks :func:`fgpose.data.preprocess_example` outputs:
+    noise images, one object per image with a consistent pose and box."""
     rng = np.random.default_rng(seed)
     h_in, w_in = input_size
     orig_h, orig_w = 2 * h_in, 2 * w_in  # photos twice the frame size (scale 0.5, no padding)
@@ -76,15 +76,6 @@ def random_batch(batch: int, input_size: tuple[int, int], max_boxes: int, num_cl
     }
 
 
-def _median_time(fn, steps: int) -> float:
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def bench(name: str, batch: int | None, steps: int, num_classes: int | None) -> dict:
     config = load_config(name)
     n_dev = jax.device_count()
@@ -115,12 +106,12 @@ def bench(name: str, batch: int | None, steps: int, num_classes: int | None) -> 
         holder["step"] += 1
         return metrics
 
-    t_train = _median_time(one_step, steps)
+    t_train = common.median_time(one_step, steps)
     predict = evaluate.make_predict_fn(s.graphdef, s.mesh, s.state_shardings)
     t1 = time.perf_counter()
     jax.block_until_ready(predict(holder["state"], gb))
     compile_pred = time.perf_counter() - t1
-    t_pred = _median_time(lambda: predict(holder["state"], gb), steps)
+    t_pred = common.median_time(lambda: predict(holder["state"], gb), steps)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(s.state["params"]))
     return {
         "config": name,
@@ -156,17 +147,12 @@ def main(argv=None) -> int:
         r = bench(name.strip(), args.batch, args.steps, args.num_classes)
         rows.append(r)
         print(json.dumps(r))
-    head = f"{'config':<16} {'backbone':<14} {'input':>10} {'batch':>5} {'train img/s':>12} {'infer ms/img':>13} {'compile s':>10}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['config']:<16} {r['backbone']:<14} {'x'.join(map(str, r['input_size'])):>10} {r['batch']:>5} "
-              f"{r['train_images_per_s']:>12.3f} {r['infer_ms_per_image']:>13.1f} "
-              f"{r['compile_train_s'] + r['compile_predict_s']:>10.1f}")
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device, "jax": jax.__version__, "results": rows}, indent=2))
-    print(f"wrote {out}")
+    print(common.text_table(
+        [("config", "<16"), ("backbone", "<14"), ("input", ">10"), ("batch", ">5"), ("train img/s", ">12.3f"),
+         ("infer ms/img", ">13.1f"), ("compile s", ">10.1f")],
+        [[r["config"], r["backbone"], "x".join(map(str, r["input_size"])), r["batch"], r["train_images_per_s"],
+          r["infer_ms_per_image"], r["compile_train_s"] + r["compile_predict_s"]] for r in rows]))
+    common.write_json(args.out, {"device": device, "jax": jax.__version__, "results": rows}, indent=2)
     return 0
 
 

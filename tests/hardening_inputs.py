@@ -9,8 +9,10 @@ from __future__ import annotations
 import pickle
 import struct
 
+from fgpose.annotations import EXAMPLE_CAR_MODEL_ID
+
 GOOD = {
-    "model_id": "189c2b53ef76d02978a20fe14185667",
+    "model_id": EXAMPLE_CAR_MODEL_ID,
     "azimuth": 2.1869037199900627,
     "elevation": 0.04712388980385082,
     "theta": 0.0,

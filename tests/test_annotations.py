@@ -34,12 +34,9 @@ FILES = [
 
 
 @pytest.fixture(scope="module")
-def loaded(release_dir):
+def loaded(release_split):
     """Every annotation file of the release, loaded once: {(dataset, split, version): dict}."""
-    return {
-        (name, split, version): A.load_annotations(A.annotation_path(release_dir, name, split, version))
-        for name, split, version, _ in FILES
-    }
+    return {(name, split, version): release_split(name, split, version) for name, split, version, _ in FILES}
 
 
 # ----------------------------------------------------------------------------- the release
@@ -90,6 +87,18 @@ def test_shipped_images_exist(loaded, release_dir):
         splits = [s for s in A.SPLITS if key in loaded[(name, s, 1)]]
         assert splits, (name, key)
         assert A.image_path(release_dir, name, splits[0], key).is_file()
+
+
+def test_example_car_is_the_shipped_mesh(loaded, release_dir):
+    """The shared data's README: the release ships one ShapeNet car, the CAD model of
+    ``cars_train/00001.jpg`` and of 85 StanfordCars annotations (43 train, 42 test)."""
+    assert [p.name for p in (release_dir / "CAD" / "02958343").iterdir()] == [A.EXAMPLE_CAR_MODEL_ID]
+    assert A.cad_path(release_dir, "StanfordCars", A.EXAMPLE_CAR_MODEL_ID).is_file()
+    for version in (1, 2):
+        train, test = (loaded[("StanfordCars", split, version)] for split in A.SPLITS)
+        assert train["00001.jpg"].model_id == A.EXAMPLE_CAR_MODEL_ID
+        uses = [sum(a.model_id == A.EXAMPLE_CAR_MODEL_ID for a in t.values()) for t in (train, test)]
+        assert uses == [43, 42]
 
 
 def test_class_model_lists(loaded, release_dir):

@@ -220,13 +220,13 @@ def test_angles_from_rotation_ranges_and_gimbal_lock():
 
 
 @pytest.fixture(scope="module")
-def release_params(release_dir):
+def release_params(release_split):
     """All annotations of every v1 and v2 file: ``(params (M, 7) float64, labels (M,))``."""
     chunks, labels, images = [], [], set()
     for name, info in A.DATASETS.items():
         for split in A.SPLITS:
             for version in info.versions:
-                annos = A.load_split(release_dir, name, split, version)
+                annos = release_split(name, split, version)
                 pose = A.poses_from_annotations(list(annos.values()))
                 chunks.append(np.stack([getattr(pose, k) for k in camera.POSE_FIELDS], -1))
                 labels += [f"{name}/{split}/v{version}/{k}" for k in annos]
@@ -397,10 +397,9 @@ def test_projection_for_crops():
 # ----------------------------------------------------------------------------- the real photo
 
 
-def test_real_photo_projection(release_dir):
+def test_real_photo_projection(release_dir, release_split, example_car_trimesh):
     """StanfordCars cars_train/00001.jpg with its real mesh and the v2 annotation."""
     pil = pytest.importorskip("PIL.Image")
-    trimesh = pytest.importorskip("trimesh")
     photo = A.image_path(release_dir, "StanfordCars", "train", "00001.jpg")
     with pil.open(photo) as im:
         width, height = im.size
@@ -408,10 +407,9 @@ def test_real_photo_projection(release_dir):
     h = camera.annotation_frame_height(width, height)
     assert h == 200
 
-    anno = A.load_split(release_dir, "StanfordCars", "train", 2)["00001.jpg"]
-    assert anno.model_id == "189c2b53ef76d02978a20fe14185667"
-    mesh = trimesh.load(str(A.cad_path(release_dir, "StanfordCars", anno.model_id)), force="mesh", process=False)
-    verts = np.asarray(mesh.vertices, np.float64)
+    anno = release_split("StanfordCars", "train", 2)["00001.jpg"]
+    assert anno.model_id == A.EXAMPLE_CAR_MODEL_ID  # the one mesh the release ships
+    verts, _ = example_car_trimesh  # conftest: trimesh.load(cad_path(...), process=False), float64
 
     p = camera.projection_matrix(anno.pose(), h)
     px, depth = (np.asarray(x, np.float64) for x in camera.project_points(p, verts.astype(np.float32)))

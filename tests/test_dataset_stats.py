@@ -108,14 +108,14 @@ def test_pose_histograms_match_numpy(tmp_path):
         viz.pose_histograms(np.zeros((0, 7)))
 
 
-def test_counts_match_release(release_dir, script):
+def test_counts_match_release(release_dir, release_split, script):
     for ds, paper in script.PAPER_TABLE1.items():
         info = anno.get_dataset(ds)
         for version in info.versions:
             splits = script.load_dataset(release_dir, ds, f"v{version}")
             row = script.dataset_counts(release_dir, ds, splits, f"v{version}")
-            train = anno.load_split(release_dir, ds, "train", version)
-            test = anno.load_split(release_dir, ds, "test", version)
+            train = release_split(ds, "train", version)
+            test = release_split(ds, "test", version)
             assert (row["train"], row["test"], row["total"]) == (len(train), len(test), len(train) + len(test))
             assert (row["classes"], row["train"], row["test"]) == (paper["classes"], paper["train"], paper["test"])
             models = {a.model_id for a in train.values()} | {a.model_id for a in test.values()}

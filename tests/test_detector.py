@@ -150,6 +150,7 @@ def test_model_config_has_every_detectron_field(cfg):
     assert cfg.backbone.depth == 18 and cfg.backbone.width == 8 and cfg.fpn.channels == 16
 
 
+@pytest.mark.slow
 def test_losses_match_reference(first_step, batch, cfg):
     _, _, loss, metrics, out, _ = first_step
     metrics = {k: float(v) for k, v in metrics.items()}
@@ -217,6 +218,7 @@ def test_losses_match_reference(first_step, batch, cfg):
         assert 0.0 <= metrics[k] <= 1.0, k
 
 
+@pytest.mark.slow
 def test_padding_example_has_no_rois(trainer, batch):
     _, _, params, _, tx, step = trainer
     padded = dict(batch, valid=np.array([True, False]))
@@ -226,6 +228,7 @@ def test_padding_example_has_no_rois(trainer, batch):
     assert np.isfinite(float(loss)) and all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.slow
 def test_gradients_finite_and_nonzero(first_step):
     grads = first_step[-1]
     leaves = jax.tree_util.tree_leaves_with_path(grads)
@@ -257,6 +260,7 @@ def test_frozen_bn_is_not_a_param():
     assert not frozen & params
 
 
+@pytest.mark.slow
 def test_predict(trainer, batch, cfg):
     model = trainer[0]
     out = _predict(model, batch)
@@ -309,6 +313,7 @@ def test_bfloat16_compute_dtypes(batch):
     assert pred["pose"].dtype == jnp.float32 and pred["projection"].dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_overfit_pose(trainer, batch):
     """SGD on the two rectangles: the RoI pose loss falls by more than 10x, and ``predict``
     (box head, NMS, cascaded pose head, decoding) then recovers each image's box, class and

@@ -114,8 +114,7 @@ def test_unit_box_corners_have_unit_diagonal():
     assert np.linalg.norm(c.max(0) - c.min(0)) == pytest.approx(1.0)
 
 
-REAL_CAR = "189c2b53ef76d02978a20fe14185667"
-"""The one ShapeNet car of the shared release (a StanfordCars3D class model)."""
+from fgpose.annotations import EXAMPLE_CAR_MODEL_ID as REAL_CAR  # the one ShapeNet car of the release
 
 
 def _obj_vertices(path) -> np.ndarray:
@@ -183,6 +182,7 @@ def test_class_vertices_are_the_real_builders_cad_models(tmp_path, monkeypatch, 
     np.testing.assert_allclose(verts[5], ev.unit_box_corners())
 
 
+@pytest.mark.slow
 def test_evaluate_writes_json_pngs_and_prints_table(tmp_path, capsys):
     """Train the stand-in 2 steps, then evaluate_workdir restores it and writes the outputs."""
     from fgpose.data import make_eval_iterator

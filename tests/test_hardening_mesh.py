@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from fgpose import mesh as fm
+from fgpose.annotations import EXAMPLE_CAR_MODEL_ID
 from fgpose.mesh import MeshError, load_mesh
 from fgpose.mesh import io as mesh_io
 
-CAR_REL = "CAD/02958343/189c2b53ef76d02978a20fe14185667/model.obj"
+CAR_REL = f"CAD/02958343/{EXAMPLE_CAR_MODEL_ID}/model.obj"
 CAR_FACES = 29226  # 'f' lines of the real car, all triangles (grep -c '^f')
 TRI = "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\n"
 

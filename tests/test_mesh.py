@@ -23,9 +23,6 @@ from fgpose.mesh import (
     unpack_mesh,
 )
 
-CAR_REL = "CAD/02958343/189c2b53ef76d02978a20fe14185667/model.obj"
-
-
 # ---------------------------------------------------------------------------------------
 # Independent reference helpers (plain NumPy, float64)
 # ---------------------------------------------------------------------------------------
@@ -258,11 +255,8 @@ def test_drop_degenerate(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def car_path(release_dir) -> pathlib.Path:
-    path = release_dir / CAR_REL
-    if not path.is_file():
-        pytest.skip(f"the release at {release_dir} lacks {CAR_REL}")
-    return path
+def car_path(example_car_path) -> pathlib.Path:
+    return example_car_path  # conftest: the release's car, skipped when absent
 
 
 @pytest.fixture(scope="module")
@@ -274,8 +268,8 @@ def airplane_path(release_dir) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def car(car_path) -> Mesh:
-    return load_mesh(car_path, cache_dir=False)
+def car(example_car_mesh) -> Mesh:
+    return example_car_mesh  # conftest: load_mesh(car_path, cache_dir=False), loaded once per session
 
 
 @pytest.fixture(scope="module")

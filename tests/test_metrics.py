@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pathlib
 import pickle
 
 import jax
@@ -13,6 +11,7 @@ import scipy.linalg
 from scipy.spatial.transform import Rotation
 
 from fgpose import camera, metrics
+from fgpose.annotations import EXAMPLE_CAR_MODEL_ID as STANFORD_MODEL
 
 # Jitted once per module; every test batches its cases into one call.
 rotation_error = jax.jit(metrics.rotation_error)
@@ -340,25 +339,9 @@ def test_accuracy_curve_matches_per_threshold_mean():
 
 # ----------------------------------------------------------------------------- real data
 
-STANFORD_MODEL = "189c2b53ef76d02978a20fe14185667"
 
-
-@pytest.fixture
-def _release_dir(request) -> pathlib.Path:
-    """conftest's ``release_dir`` when it exists, else FGPOSE_RELEASE_DIR (skip when unset)."""
-    try:
-        return request.getfixturevalue("release_dir")
-    except pytest.FixtureLookupError:
-        pass
-    path = os.environ.get("FGPOSE_RELEASE_DIR")
-    if not path:
-        pytest.skip("FGPOSE_RELEASE_DIR is not set")
-    return pathlib.Path(path)
-
-
-def test_stanford_cars_v1_vs_v2_on_real_mesh(_release_dir):
-    trimesh = pytest.importorskip("trimesh")
-    anno = _release_dir / "Anno3D" / "StanfordCars"
+def test_stanford_cars_v1_vs_v2_on_real_mesh(release_dir, example_car_trimesh):
+    anno = release_dir / "Anno3D" / "StanfordCars"
     with open(anno / "train_anno.pkl", "rb") as f:
         v1 = pickle.load(f, encoding="latin1")
     with open(anno / "train_anno_v2.pkl", "rb") as f:
@@ -366,10 +349,7 @@ def test_stanford_cars_v1_vs_v2_on_real_mesh(_release_dir):
     keys = sorted(k for k, a in v1.items() if a["model_id"] == STANFORD_MODEL)
     assert len(keys) == 43 and "00001.jpg" in keys
     assert all(v2[k]["model_id"] == STANFORD_MODEL for k in keys)
-    mesh = trimesh.load(
-        _release_dir / "CAD" / "02958343" / STANFORD_MODEL / "model.obj", force="mesh", process=False
-    )
-    verts = np.asarray(mesh.vertices, np.float64)
+    verts, _ = example_car_trimesh  # conftest: trimesh.load(CAD/02958343/<model>/model.obj, process=False)
 
     fields = camera.POSE_FIELDS
     p1 = np.array([[float(v1[k][n]) for n in fields] for k in keys])

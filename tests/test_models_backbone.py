@@ -27,6 +27,7 @@ def _randomise_keras(model, rng: np.random.Generator) -> None:
             layer.set_weights([k, rng.normal(0.0, 0.1, b.shape).astype(np.float32)])
 
 
+@pytest.mark.slow
 def test_keras_resnet50_conversion_exact(tmp_path):
     keras = pytest.importorskip("keras")
     from fgpose.models.keras_convert import load_keras_resnet50
@@ -82,6 +83,30 @@ def test_keras_resnet50_conversion_exact(tmp_path):
         load_keras_resnet50(km, nnx.eval_shape(lambda: ResNet(50, 64, rngs=nnx.Rngs(0))))
 
 
+def test_keras_conv_bn_folds_into_one_affine():
+    """The converter's per-layer rule on one Keras Conv2D + BatchNormalization (inference):
+    ``conv(x) * scale + bias`` from :func:`_fold` equals Keras' output (the whole ResNet50 is
+    the slow test above)."""
+    keras = pytest.importorskip("keras")
+    from fgpose.models.keras_convert import KERAS_BN_EPSILON, _fold, load_keras_resnet50
+
+    rng = np.random.default_rng(3)
+    conv = keras.layers.Conv2D(5, 1, use_bias=True)
+    bn = keras.layers.BatchNormalization(epsilon=KERAS_BN_EPSILON)
+    x = rng.normal(0.0, 1.0, (2, 4, 3, 3)).astype(np.float32)
+    bn(conv(x), training=False)  # builds both layers
+    conv.set_weights([rng.normal(0.0, 0.5, (1, 1, 3, 5)).astype(np.float32), rng.normal(0.0, 0.1, 5).astype(np.float32)])
+    bn.set_weights([rng.uniform(0.5, 1.5, 5), rng.normal(0.0, 0.2, 5), rng.normal(0.0, 0.3, 5), rng.uniform(0.2, 2.0, 5)])
+    ref = np.asarray(bn(conv(x), training=False), np.float64)
+    kernel, scale, bias = _fold(conv, bn)
+    got = np.einsum("bhwi,io->bhwo", x.astype(np.float64), kernel[0, 0]) * scale + bias
+    assert np.abs(ref).max() > 0.5
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5)
+    # Only the Keras ResNet50 layout is accepted (checked before anything is read).
+    with pytest.raises(ValueError, match="depth=50, width=64"):
+        load_keras_resnet50(None, nnx.eval_shape(lambda: ResNet(18, 8, "frozen_bn", rngs=nnx.Rngs(0))))
+
+
 @pytest.mark.parametrize("depth,width,norm", [(18, 8, "frozen_bn"), (50, 8, "group"), (34, 4, "group")])
 def test_resnet_shapes(depth, width, norm):
     net = nnx.eval_shape(lambda: ResNet(depth, width, norm, freeze_at=2, rngs=nnx.Rngs(0)))
@@ -94,6 +119,7 @@ def test_resnet_shapes(depth, width, norm):
         assert net.out_channels[k] == out[k].shape[-1]
 
 
+@pytest.mark.slow
 def test_resnet_groupnorm_grad_and_freeze():
     # abstract construction + random fill (eager/jit init compiles per shape: slow on CPU)
     abstract = nnx.eval_shape(lambda: ResNet(18, 4, "group", freeze_at=2, rngs=nnx.Rngs(0)))
@@ -138,6 +164,7 @@ def _np_conv(x, k, b, pad):
     return out
 
 
+@pytest.mark.slow
 def test_fpn_matches_numpy_reference_odd_sizes():
     rng = np.random.default_rng(0)
     hw = {"C2": (9, 7), "C3": (5, 4), "C4": (3, 2), "C5": (2, 1)}

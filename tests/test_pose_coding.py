@@ -39,13 +39,14 @@ def random_frames(rng, n):
     return hw, frame_h.astype(np.float64), scale, box
 
 
-def release_poses(root):
+def release_poses(load_split):
+    """Every pose of every annotation file ``load_split(dataset, split, version)`` gives: ``(M, 7)``."""
     poses = []
     for ds in ("StanfordCars", "CompCars", "FGVC_Aircraft"):
         for split in A.SPLITS:
             for version in (1, 2):
                 try:
-                    annos = A.load_split(root, ds, split, version)
+                    annos = load_split(ds, split, version)
                 except (A.AnnotationError, ValueError, FileNotFoundError):
                     continue
                 poses.append(np.array([[getattr(x, k) for k in A.FLOAT_FIELDS] for x in annos.values()]))
@@ -53,8 +54,8 @@ def release_poses(root):
 
 
 @pytest.fixture(scope="module")
-def real(release_dir):
-    poses = release_poses(release_dir)
+def real(release_split):
+    poses = release_poses(release_split)
     assert len(poses) > 50_000
     hw, frame_h, scale, box = random_frames(np.random.default_rng(0), len(poses))
     return poses, hw, frame_h, scale, box

@@ -339,7 +339,7 @@ def test_dataset_classes_of_a_release_dataset_name_model_ids_and_present_meshes(
            if line.strip()]
     info = inference.dataset_classes(config, 196)
     assert list(info.model_ids) == ids
-    car = "189c2b53ef76d02978a20fe14185667"
+    car = anno_lib.EXAMPLE_CAR_MODEL_ID
     have = [i for i in range(196) if info.mesh(i) is not None]
     assert have == [i for i, m in enumerate(ids) if m == car] and have
     v = np.asarray(info.mesh(have[0]).vertices, np.float64)

@@ -23,6 +23,7 @@ assert float(tf.reduce_sum(tf.ones(3))) == 3.0
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["gl_then_tf", "tf_then_gl"])
 def test_pyrender_and_tensorflow_share_a_process(order):
     code = RENDER + TF + RENDER if order == "gl_then_tf" else TF + RENDER + TF

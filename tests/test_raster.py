@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from fgpose import camera, raster
+from fgpose.annotations import EXAMPLE_CAR_MODEL_ID as CAR_ID
 from tests.reference import rotation as _rot64
-
-CAR_ID = "189c2b53ef76d02978a20fe14185667"
 
 
 # ----------------------------------------------------------------------------- reference
@@ -115,6 +114,7 @@ def test_random_triangles_match_raycast():
     assert n > 1000
 
 
+@pytest.mark.slow
 def test_portrait_image_with_more_tile_rows_than_columns():
     # 520 x 300 has 65 tile rows but 38 tile columns: the packed first tile needs more bits
     # for its row than for its column (a former bug dropped coverage here).
@@ -126,6 +126,7 @@ def test_portrait_image_with_more_tile_rows_than_columns():
     assert n > 5000
 
 
+@pytest.mark.slow
 def test_tall_image_doubles_the_tile_to_pack_its_tiles():
     # 4400 x 300 has 550 x 38 tiles of 8 px: the packed tiles of a triangle as tall as the
     # image (first tile, tiles per row, rows: 2 x (10 + 6) bits) overflow an int32, so the
@@ -195,6 +196,7 @@ def test_degenerate_triangles_are_ignored():
     assert np.isfinite(np.asarray(out.depth)).all() and np.isfinite(np.asarray(out.location)).all()
 
 
+@pytest.mark.slow
 def test_padded_faces_and_vmap_over_poses_and_meshes():
     va, fa = _random_scene(1, 30)
     vb, fb = _random_scene(2, 20)
@@ -252,17 +254,15 @@ def _smooth(depth, rel=0.003):
 
 
 @pytest.fixture(scope="module")
-def car(release_dir):
-    import trimesh
-
-    mesh = trimesh.load(release_dir / "CAD/02958343" / CAR_ID / "model.obj", force="mesh", process=False)
+def car(release_dir, example_car_trimesh):
+    vertices, faces = example_car_trimesh  # conftest: trimesh.load(..., process=False)
     annos = []
     for split in ("train", "test"):
         with open(release_dir / f"Anno3D/StanfordCars/{split}_anno_v2.pkl", "rb") as fh:
             data = pickle.load(fh, encoding="latin1")
         annos += [a for _, a in sorted(data.items()) if a["model_id"] == CAR_ID]
     assert len(annos) == 85
-    return np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32), annos
+    return np.asarray(vertices, np.float32), np.asarray(faces, np.int32), annos
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +278,7 @@ def _raycast_pixels(verts, faces, pose, pixels, height):
     return np.min(np.where(front & (bmin >= 0), t, np.inf), axis=1)
 
 
+@pytest.mark.slow
 def test_real_car_matches_pyrender(car, car_render):
     from fgpose.pyrender_backend import PyrenderRenderer
 
@@ -309,6 +310,7 @@ def test_real_car_matches_pyrender(car, car_render):
     assert n_bad / n_common < 1e-3, n_bad / n_common
 
 
+@pytest.mark.slow
 def test_real_car_location_field_reprojects(car, car_render):
     verts, faces, annos = car
     proj, out = car_render
@@ -328,6 +330,7 @@ def test_real_car_location_field_reprojects(car, car_render):
     assert worst < 0.5, worst
 
 
+@pytest.mark.slow
 def test_real_car_box_on_photo(car, car_render):
     """cars_train/00001.jpg's v2 pose: rendered silhouette box ~ (23, 60)-(284, 187) at 300x200."""
     verts, faces, _ = car

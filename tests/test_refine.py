@@ -10,21 +10,20 @@ import pytest
 from fgpose import annotations, camera, mesh, raster
 from fgpose.refine import SearchConfig, mask_iou, refine, to_annotation_frame
 
-CAR_ID = "189c2b53ef76d02978a20fe14185667"
+CAR_ID = annotations.EXAMPLE_CAR_MODEL_ID
 
 
 @pytest.fixture(scope="module")
-def car_case(release_dir):
+def car_case(example_car_mesh, release_split):
     """The real car, its 85 v1 and v2 poses, and reference masks rendered at v2 (300x200)."""
-    path = release_dir / "CAD/02958343" / CAR_ID / "model.obj"
-    car = mesh.load_mesh(path, cache_dir=False)
+    car = example_car_mesh  # conftest: mesh.load_mesh(path, cache_dir=False)
     # The search runs on the real mesh decimated to 4000 faces (CI time); every IoU below is
     # scored against references rendered from the full 29,226-face mesh.
     search_mesh = mesh.decimate(car, 4000)
     v1, v2 = [], []
     for split in ("train", "test"):
-        a1 = annotations.load_split(release_dir, "StanfordCars", split, 1)
-        a2 = annotations.load_split(release_dir, "StanfordCars", split, 2)
+        a1 = release_split("StanfordCars", split, 1)
+        a2 = release_split("StanfordCars", split, 2)
         for key, rec in a1.items():
             if rec.model_id == CAR_ID:
                 v1.append([getattr(rec, f) for f in camera.POSE_FIELDS])
@@ -43,6 +42,7 @@ def _distance(p, q, steps):
     return (d / np.asarray(steps)).sum(1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("coarse", [1, 2])
 def test_refines_v1_towards_v2_on_real_car(car_case, coarse):
     car, search_mesh, v1, v2, ref = car_case
@@ -64,6 +64,7 @@ def test_refines_v1_towards_v2_on_real_car(car_case, coarse):
     assert closer.mean() > 0.8, closer.mean()
 
 
+@pytest.mark.slow
 def test_coarse_pass_scores_the_subsampled_frame(car_case):
     """The coarse pass renders pixel (i, j) as pixel (2i, 2j) of the frame: its IoU is that of
     the full-resolution silhouette and reference subsampled (up to centres on an edge)."""
@@ -107,6 +108,7 @@ def _noisy(masks, kind, seed=0):
     return np.stack(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["eroded", "dilated", "holes"])
 def test_noisy_references_still_raise_iou(car_case, kind):
     car, search_mesh, v1, v2, ref = car_case
@@ -148,6 +150,7 @@ def _box():
     return np.asarray(b.vertices, np.float32), np.asarray(b.faces, np.int32)
 
 
+@pytest.mark.slow
 def test_history_and_schedules_follow_their_rules():
     verts, faces = _box()
     start = np.array([[0.15, 0.05, 0.02, 2.1, 210.0, 4.0, -3.0]], np.float32)
@@ -187,6 +190,7 @@ def test_to_annotation_frame_and_bad_input():
         refine(verts, faces, np.zeros((1, 7)), np.zeros((1, 100, 300), bool), [120])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["paper", "release", "parallel"])
 def test_same_moves_as_the_plain_published_loop(car_case, schedule):
     """Step by step, the jitted batched search accepts exactly the moves of the plain

@@ -1,7 +1,7 @@
 """`python -m fgpose.refine`: refined release pickle, skips, resume, overlays, bad arguments.
 
 The real-data tests build a tiny dataset from the release: StanfordCars train images of the
-one shipped car (model 189c2b53ef76d02978a20fe14185667), with v1 annotations as input and
+one shipped car (``fgpose.annotations.EXAMPLE_CAR_MODEL_ID``), with v1 annotations as input and
 reference masks rendered at the v2 pose (so refinement should move v1 towards v2). Only
 ``00001.jpg`` has its real photo; the others get 600x400 placeholder JPEGs (the search
 reads only the photo's size). One image has no mask, one a corrupt photo.
@@ -23,7 +23,7 @@ from fgpose import camera, mesh as mesh_lib, raster
 from fgpose.refine import __main__ as cli
 from fgpose.refine import batching, inputs, journal, search
 
-MODEL = "189c2b53ef76d02978a20fe14185667"
+MODEL = anno_lib.EXAMPLE_CAR_MODEL_ID
 SYNSET = "02958343"
 N_GOOD = 6
 BATCH = 4
@@ -32,13 +32,13 @@ FAST = ["--batch-size", str(BATCH), "--max-sweeps", "12", "--max-faces", "3000",
 
 
 @pytest.fixture(scope="module")
-def dataset(release_dir, tmp_path_factory):
+def dataset(release_dir, release_split, tmp_path_factory):
     root = tmp_path_factory.mktemp("refine_data")
     cache = tmp_path_factory.mktemp("mesh_cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(mesh_lib.CACHE_DIR_ENV, str(cache))
-        v1 = anno_lib.load_split(release_dir, "StanfordCars", "train", 1)
-        v2 = anno_lib.load_split(release_dir, "StanfordCars", "train", 2)
+        v1 = release_split("StanfordCars", "train", 1)
+        v2 = release_split("StanfordCars", "train", 2)
         keys = [k for k, a in v1.items() if a.model_id == MODEL and k != "00001.jpg"][: N_GOOD - 1 + 2]
         keys = ["00001.jpg"] + keys  # N_GOOD good ones, then one without mask, one with a corrupt photo
         no_mask, corrupt = keys[N_GOOD], keys[N_GOOD + 1]
@@ -88,6 +88,7 @@ def _pose(rec):
     return np.array([rec[k] if isinstance(rec, dict) else getattr(rec, k) for k in camera.POSE_FIELDS])
 
 
+@pytest.mark.slow
 def test_refines_towards_v2(dataset, full_run, capsys):
     assert full_run["rc"] == 0
     out = full_run["out"]
@@ -127,6 +128,7 @@ def test_refines_towards_v2(dataset, full_run, capsys):
     assert not (out.parent / (out.name + journal.PARTIAL_SUFFIX)).exists()
 
 
+@pytest.mark.slow
 def test_coarse_to_fine_with_its_own_mesh(dataset, mesh_cache, tmp_path):
     """--coarse 2 with --coarse-max-faces: the coarse pass gets a mesh decimated separately
     (one more load per model) and the result is as good as the plain search's."""
@@ -141,6 +143,7 @@ def test_coarse_to_fine_with_its_own_mesh(dataset, mesh_cache, tmp_path):
     assert summary["settings"]["coarse"] == 2 and summary["settings"]["coarse_max_faces"] == 1500
 
 
+@pytest.mark.slow
 def test_overlays(dataset, full_run):
     overlays = full_run["out"].parent / "overlays"
     for key in dataset["good"]:
@@ -154,6 +157,7 @@ def test_overlays(dataset, full_run):
     assert red.sum() > 200 and green.sum() > 200
 
 
+@pytest.mark.slow
 def test_resume(dataset, full_run, mesh_cache, monkeypatch, tmp_path):
     out = tmp_path / "refined.pkl"
     partial = tmp_path / ("refined.pkl" + journal.PARTIAL_SUFFIX)
@@ -205,6 +209,7 @@ def test_resume(dataset, full_run, mesh_cache, monkeypatch, tmp_path):
         np.testing.assert_allclose(_pose(refined[key]), _pose(full[key]), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings(dataset, mesh_cache, monkeypatch, tmp_path, capsys):
     out = tmp_path / "refined.pkl"
     monkeypatch.setattr(cli.search, "refine", lambda *a, **kw: (_ for _ in ()).throw(KeyboardInterrupt))
@@ -214,6 +219,7 @@ def test_resume_with_other_settings(dataset, mesh_cache, monkeypatch, tmp_path, 
     assert rc == 2 and "other settings" in err and "schedule: 'paper' -> 'parallel'" in err and "--restart" in err
 
 
+@pytest.mark.slow
 def test_missing_mesh_is_skipped(dataset, mesh_cache, tmp_path, capsys):
     empty_cad = tmp_path / "cad"
     empty_cad.mkdir()

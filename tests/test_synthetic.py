@@ -17,8 +17,6 @@ from fgpose.synthetic import poses as P
 from fgpose.synthetic import shapes as S
 from tests import reference
 
-RELEASE_CAR = "CAD/02958343/189c2b53ef76d02978a20fe14185667/model.obj"
-
 
 # ----------------------------------------------------------------------------- references
 
@@ -81,10 +79,10 @@ def test_car_frame_matches_shapenet():
         np.testing.assert_allclose(v[:, 2].max(), -v[:, 2].min(), atol=1e-6)
 
 
-def test_real_car_has_the_same_frame(release_dir):
+def test_real_car_has_the_same_frame(example_car_path):
     from fgpose.mesh import load_mesh
 
-    real = load_mesh(release_dir / RELEASE_CAR, max_faces=4000)
+    real = load_mesh(example_car_path, max_faces=4000)
     front, rear = _front_low_length(real)
     assert front > rear + 0.03  # the property tested above holds on ShapeNet's car
     low = real.vertices[real.vertices[:, 1] < real.vertices[:, 1].min() + 0.005]
@@ -135,7 +133,8 @@ def test_real_mesh_sources(release_dir):
     assert [s[1] for s in sources] == ["car", "airplane"]
     cl = S.synthetic_classes(0, 0, real_meshes=sources)
     car, plane = cl[0], cl[1]
-    assert car.model_id == "189c2b53ef76d02978a20fe14185667" and car.mesh.num_faces <= 4000
+    assert car.model_id == sources[0][2].parent.name == annotations.EXAMPLE_CAR_MODEL_ID
+    assert car.mesh.num_faces <= 4000
     assert abs(plane.mesh.diagonal - 1) < 1e-5
     v = plane.mesh.vertices
     # Rotated into ShapeNet's frame like the procedural aircraft: fin up at the rear, span in Z.
@@ -179,19 +178,19 @@ def test_sampled_poses_are_in_the_image(category):
     np.testing.assert_array_equal(again, P.sample_poses(np.random.default_rng(1), 3, category, (480, 640)))
 
 
-def _real(release_dir, category):
+def _real(release_split, category):
     srcs = {"car": [("StanfordCars", 2), ("CompCars", 1)], "airplane": [("FGVC_Aircraft", 2)]}[category]
     rows = [
         [getattr(a, k) for k in annotations.FLOAT_FIELDS]
         for ds, ver in srcs
-        for a in annotations.load_split(release_dir, ds, "train", ver).values()
+        for a in release_split(ds, "train", ver).values()
     ]
     return np.asarray(rows)
 
 
 @pytest.mark.parametrize("category", ["car", "airplane"])
-def test_pose_prior_matches_real_annotations(release_dir, category):
-    real = _real(release_dir, category)
+def test_pose_prior_matches_real_annotations(release_split, category):
+    real = _real(release_split, category)
     rng = np.random.default_rng(2)
     raw = P.default_prior(category).sample_raw(rng, 4000)
     hw = P.sample_image_hw(rng, 3000, category)

@@ -34,7 +34,7 @@ from tests.reference import camera as ref_camera  # noqa: E402
 from tests.reference import project as project64  # noqa: E402
 from tfds_builders import base  # noqa: E402
 
-CAR_ID = "189c2b53ef76d02978a20fe14185667"
+CAR_ID = anno_lib.EXAMPLE_CAR_MODEL_ID
 MAX_FACES = 4000  # quadric decimation below ~4k faces visibly distorts the car (1.5k: 14 px box error)
 FIELD_MAX_SIDE = 256
 PLACEHOLDER_HW = (480, 640)
@@ -92,6 +92,22 @@ def test_field_size_and_buckets():
     assert [count_bucket(n) for n in (1, 1025, 1536, 1537, 20000)] == [1024, 1536, 1536, 2048, 24576]
 
 
+def test_class_counts_come_from_the_release_layout():
+    from tfds_builders.compcars3d.compcars3d_dataset_builder import Builder as CompCars
+    from tfds_builders.fgvc_aircraft3d.fgvc_aircraft3d_dataset_builder import Builder as Aircraft
+    from tfds_builders.stanford_cars3d.stanford_cars3d_dataset_builder import Builder as Stanford
+
+    # Table 1 of Wang et al. 2018 (and the lines of the release's CAD/<Dataset>3D.txt).
+    assert (Stanford.NUM_CLASSES, CompCars.NUM_CLASSES, Aircraft.NUM_CLASSES) == (196, 113, 100)
+    for builder in (Stanford, CompCars, Aircraft):
+        assert builder.NUM_CLASSES == anno_lib.DATASETS[builder.DATASET].num_classes
+    assert len(CompCars.CLASS_NAMES) == 113
+    with pytest.raises(TypeError, match="2 CLASS_NAMES, but CompCars has 113 classes"):
+        class _Bad(base.ReleaseBuilder, skip_registration=True):
+            DATASET = "CompCars"
+            CLASS_NAMES = ("1", "2")
+
+
 @pytest.mark.parametrize("image_hw,field_max_side", [((400, 600), None), ((700, 500), 128)])
 def test_record_geometry_box_mesh(image_hw, field_max_side):
     v, f = _box_mesh()
@@ -142,13 +158,13 @@ def cache_env(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def car_vertices(release_dir):
+def car_vertices(example_car_mesh):
     """Full-resolution vertices of the release's car mesh."""
-    return mesh_lib.load_mesh(anno_lib.cad_path(release_dir, "StanfordCars", CAR_ID), cache_dir=False).vertices
+    return example_car_mesh.vertices  # conftest: load_mesh(cad_path(...), cache_dir=False)
 
 
 @pytest.fixture(scope="module")
-def stanford_manual(release_dir, tmp_path_factory, cache_env, car_vertices):
+def stanford_manual(release_dir, release_split, tmp_path_factory, cache_env, car_vertices):
     """A reduced StanfordCars manual dir; returns (root, planted, keys, mesh vertices)."""
     root = tmp_path_factory.mktemp("manual")
     verts = car_vertices
@@ -157,7 +173,7 @@ def stanford_manual(release_dir, tmp_path_factory, cache_env, car_vertices):
     os.symlink(anno_lib.cad_path(release_dir, "StanfordCars", CAR_ID), cad)
     keys, planted = {}, {"train": {}, "test": {}}
     for split in ("train", "test"):
-        table = anno_lib.load_split(release_dir, "StanfordCars", split, 2)
+        table = release_split("StanfordCars", split, 2)
         good = [k for k, a in table.items() if a.model_id == CAR_ID and k != "00001.jpg"
                 and _in_frame(a, PLACEHOLDER_HW, verts)]
         other = [k for k, a in table.items() if a.model_id != CAR_ID]
@@ -222,12 +238,12 @@ def stanford_built(stanford_manual, tmp_path_factory):
 # ----------------------------------------------------------------------------- real data
 
 
-def test_stanford_cars3d_geometry(release_dir, stanford_manual, stanford_built):
+def test_stanford_cars3d_geometry(release_dir, release_split, stanford_manual, stanford_built):
     root, planted, keys, _ = stanford_manual
     data_dir, cfg, src = stanford_built
     assert len(src) == len(keys["train"])
     mesh = mesh_lib.load_mesh(anno_lib.cad_path(root, "StanfordCars", CAR_ID), max_faces=MAX_FACES)
-    table = anno_lib.load_split(release_dir, "StanfordCars", "train", 2)
+    table = release_split("StanfordCars", "train", 2)
     builder = tfds.builder("stanford_cars3d", data_dir=data_dir, config=cfg)
     names = builder.info.features["label"].names
     assert names[:2] == ["Make Model 000", "Make Model 001"] and len(names) == 196
@@ -329,6 +345,7 @@ def test_compcars3d_labels(release_dir, tmp_path, cache_env, car_vertices):
     assert builder.info.features["category"].names == ["car", "airplane"]
 
 
+@pytest.mark.slow
 def test_fgvc_aircraft3d_labels(release_dir, tmp_path, cache_env, car_vertices):
     root = tmp_path / "manual"
     keys = _stand_in_manual(release_dir, root, "FGVC_Aircraft", {"train": 2, "test": 1}, "02691156", car_vertices)
@@ -451,6 +468,7 @@ def synthetic_builds(tmp_path_factory):
     return SyntheticConfig(**SYN), first, second, dict(np.load(ref))
 
 
+@pytest.mark.slow
 def test_synthetic_deterministic(synthetic_builds):
     cfg, first, second, _ = synthetic_builds
     for split, n in (("train", SYN["num_train"]), ("test", SYN["num_test"])):
@@ -466,6 +484,7 @@ def test_synthetic_deterministic(synthetic_builds):
     assert len({tuple(a[i]["pose"]) for i in range(len(a))}) == len(a)  # distinct poses
 
 
+@pytest.mark.slow
 def test_synthetic_matches_pyrender(synthetic_builds):
     from fgpose import synthetic
     from tfds_builders.synthetic_pose3d.synthetic_pose3d_dataset_builder import sample_example
@@ -502,6 +521,7 @@ def test_synthetic_matches_pyrender(synthetic_builds):
         np.testing.assert_allclose(ex["projection"], p, rtol=2e-6, atol=5e-3)
 
 
+@pytest.mark.slow
 def test_tfds_load(synthetic_builds, request):
     """tfds.load (tf.data over the array_record files) in a TensorFlow child process; the
     StanfordCars3D part needs FGPOSE_RELEASE_DIR."""
@@ -524,6 +544,7 @@ SYN_REAL = dict(name="test_real", num_car_classes=1, num_airplane_classes=1, num
                 max_side=160, field_max_side=160, seed=5, max_faces=6000, real_meshes=True)
 
 
+@pytest.mark.slow
 def test_synthetic_with_real_meshes(release_dir, tmp_path):
     """``real_meshes=True`` adds a class for the release's ShapeNet car and the PyVista
     aircraft; their examples' location fields lie on those (normalised) meshes."""
@@ -539,8 +560,7 @@ def test_synthetic_with_real_meshes(release_dir, tmp_path):
     builder = tfds.builder("synthetic_pose3d", data_dir=tmp_path, config=cfg)
     names = builder.info.features["label"].names
     assert names[2:] == ["car_shapenet_189c2b53", "airplane_pyvista"], names
-    car = mesh_lib.load_mesh(release_dir / "CAD" / "02958343" / "189c2b53ef76d02978a20fe14185667" / "model.obj",
-                             normalize=True)
+    car = mesh_lib.load_mesh(anno_lib.cad_path(release_dir, "StanfordCars", CAR_ID), normalize=True)
     # The full-resolution car's surface, densely sampled (spacing ~1e-3 of its diagonal).
     samples, _ = trimesh.sample.sample_surface(trimesh.Trimesh(car.vertices, car.faces, process=False), 400_000,
                                                seed=0)

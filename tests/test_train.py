@@ -315,6 +315,7 @@ def test_reference_run_trains(reference):
     assert calls == 6  # the model's non-Param state is carried through the step
 
 
+@pytest.mark.slow
 def test_resume_gives_identical_params(tmp_path, reference):
     """3 steps + stop + restart for the remaining 3 == 6 uninterrupted steps (same data, keys)."""
     from fgpose.checkpoint import CheckpointManager
@@ -339,6 +340,7 @@ def test_resume_gives_identical_params(tmp_path, reference):
     mgr.close()
 
 
+@pytest.mark.slow
 def test_four_devices_match_one_device(tmp_path, reference):
     ref_losses, ref_params, _ = reference
     for sharding in ("replicated", "fsdp"):
@@ -353,6 +355,7 @@ def test_four_devices_match_one_device(tmp_path, reference):
             np.testing.assert_allclose(params[k], ref_params[k], rtol=1e-5, atol=1e-6, err_msg=f"{sharding} {k}")
 
 
+@pytest.mark.slow
 def test_two_processes_match_single_process(tmp_path, reference):
     ref_losses, ref_params, _ = reference
     port = _free_port()
@@ -391,6 +394,7 @@ def _real_config(steps: int):
     return c
 
 
+@pytest.mark.slow
 def test_real_detector_trains_and_evaluates(tmp_path):
     """Smoke: the real tiny detector through 2 loop steps, checkpoint, and evaluation."""
     _detector_or_skip()
@@ -431,6 +435,7 @@ def test_real_detector_overfits_eight_images(tmp_path):
     assert res["eval"]["rot_median_deg"] < 5.0, res["eval"]
 
 
+@pytest.mark.slow
 def test_init_checkpoint_loads_matching_params_and_reinitialises_class_layers(tmp_path, reference):
     """compcars3d_ft-style transfer: a 3-class run initialises a 5-class model."""
     from fgpose import checkpoint, distributed, train

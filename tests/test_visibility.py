@@ -9,7 +9,6 @@ import pytest
 from fgpose import camera, mesh as fm, raster, visibility
 from fgpose.refine.search import mask_iou
 
-CAR_REL = "CAD/02958343/189c2b53ef76d02978a20fe14185667/model.obj"
 SMALL = dict(views=96, resolution=96)  # enough for boxes, quick to compile
 
 
@@ -92,11 +91,9 @@ def _random_views(rng, k, radius, frame_height):
     return camera.projection_matrix(camera.Pose.from_array(params.astype(np.float32)), np.full(k, frame_height, np.float32))
 
 
-def test_real_car_silhouettes_unchanged_and_decimation_better(release_dir, tmp_path):
-    path = release_dir / CAR_REL
-    if not path.is_file():
-        pytest.skip(f"the release's car mesh is missing: {path}")
-    full = fm.load_mesh(path, cache_dir=False)
+@pytest.mark.slow
+def test_real_car_silhouettes_unchanged_and_decimation_better(example_car_path, example_car_mesh, tmp_path):
+    path, full = example_car_path, example_car_mesh  # conftest: load_mesh(path, cache_dir=False)
     kept = visibility.drop_hidden_faces(full)
     # A third of the car (seats, dashboard, engine, inner sides) is never seen from outside.
     assert 0.55 < kept.num_faces / full.num_faces < 0.8, kept.num_faces

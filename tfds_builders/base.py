@@ -409,14 +409,26 @@ class MissingLabelsError(FileNotFoundError):
 class ReleaseBuilder(Pose3DBuilder, skip_registration=True):
     """A real dataset of the release read from a manual directory (see subclasses).
 
-    Subclasses set :attr:`DATASET` (release name), :attr:`NUM_CLASSES`, the docs, and
-    implement :meth:`_load_labels`; they may override :meth:`_image_path`.
+    Subclasses set :attr:`DATASET` (release name), the docs, and implement
+    :meth:`_load_labels`; they may override :meth:`_image_path`. :attr:`NUM_CLASSES` is not
+    theirs to set: it is the release layout's ``num_classes`` of :attr:`DATASET`
+    (:data:`fgpose.annotations.DATASETS`), filled in when the subclass is defined, which also
+    checks fixed :attr:`CLASS_NAMES` against it.
     """
 
     DATASET: str = ""
     NUM_CLASSES: int = 0
     CLASS_NAMES: tuple[str, ...] | None = None
     DESCRIPTION: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.DATASET:
+            return
+        cls.NUM_CLASSES = anno_lib.get_dataset(cls.DATASET).num_classes
+        if cls.CLASS_NAMES is not None and len(cls.CLASS_NAMES) != cls.NUM_CLASSES:
+            raise TypeError(f"{cls.__name__}: {len(cls.CLASS_NAMES)} CLASS_NAMES, but {cls.DATASET} has "
+                            f"{cls.NUM_CLASSES} classes")
 
     def _info(self) -> tfds.core.DatasetInfo:
         if self.CLASS_NAMES is not None:

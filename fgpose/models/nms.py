@@ -18,27 +18,27 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fgpose.models.boxes import box_iou
+
 Array = jax.Array
 
 
-def _iou_one_to_many(box: Array, boxes: Array) -> Array:
-    """IoU of ``box (4,)`` with ``boxes (N, 4)``; 0 when either area is <= 0 (TF rule)."""
-    ymin_i = jnp.minimum(box[0], box[2])
-    ymax_i = jnp.maximum(box[0], box[2])
-    xmin_i = jnp.minimum(box[1], box[3])
-    xmax_i = jnp.maximum(box[1], box[3])
-    ymin_j = jnp.minimum(boxes[:, 0], boxes[:, 2])
-    ymax_j = jnp.maximum(boxes[:, 0], boxes[:, 2])
-    xmin_j = jnp.minimum(boxes[:, 1], boxes[:, 3])
-    xmax_j = jnp.maximum(boxes[:, 1], boxes[:, 3])
-    area_i = (ymax_i - ymin_i) * (xmax_i - xmin_i)
-    area_j = (ymax_j - ymin_j) * (xmax_j - xmin_j)
-    ih = jnp.maximum(jnp.minimum(ymax_i, ymax_j) - jnp.maximum(ymin_i, ymin_j), 0.0)
-    iw = jnp.maximum(jnp.minimum(xmax_i, xmax_j) - jnp.maximum(xmin_i, xmin_j), 0.0)
-    inter = ih * iw
-    union = area_i + area_j - inter
-    ok = (area_i > 0) & (area_j > 0)
-    return jnp.where(ok, inter / jnp.where(ok, union, 1.0), 0.0)
+def _ordered_corners(boxes: Array) -> Array:
+    """``(N, 4)`` boxes given by either diagonal -> ``(min y, min x, max y, max x)``.
+
+    ``tf.image.non_max_suppression`` accepts a box by any pair of opposite corners; after
+    this, :func:`fgpose.models.boxes.box_iou` gives TensorFlow's IoU (0 when either box has
+    zero area, since then the intersection is empty).
+    """
+    return jnp.stack(
+        [
+            jnp.minimum(boxes[:, 0], boxes[:, 2]),
+            jnp.minimum(boxes[:, 1], boxes[:, 3]),
+            jnp.maximum(boxes[:, 0], boxes[:, 2]),
+            jnp.maximum(boxes[:, 1], boxes[:, 3]),
+        ],
+        -1,
+    )
 
 
 def nms(
@@ -69,7 +69,7 @@ def nms(
     if n == 0:
         return jnp.zeros((max_output,), jnp.int32), jnp.zeros((max_output,), bool)
     compute_dtype = jnp.promote_types(boxes.dtype, jnp.float32)
-    boxes = boxes.astype(compute_dtype)
+    boxes = _ordered_corners(boxes.astype(compute_dtype))
     scores = scores.astype(compute_dtype)
     alive0 = scores > score_threshold  # False for NaN
     neg_inf = jnp.array(-jnp.inf, compute_dtype)
@@ -86,7 +86,7 @@ def nms(
         # excludes them), fall back to the first alive index.
         i = jnp.argmax(masked)
         i = jnp.where(alive[i], i, jnp.argmax(alive))
-        iou = _iou_one_to_many(boxes[i], boxes)
+        iou = box_iou(boxes[i][None], boxes)[0]
         alive = alive & ~(iou > iou_threshold)
         alive = alive.at[i].set(False)
         out = out.at[count].set(i.astype(jnp.int32))

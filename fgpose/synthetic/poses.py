@@ -18,8 +18,9 @@ as the correlation matrix of the normal scores ``Phi^-1(rank / (N + 1))``. The i
 — ``f`` and ``d`` are strongly and non-linearly coupled in the release (a copula on
 ``log d, log f`` spreads ``f/d`` three times too wide) — and ``d = f / exp(log_scale)``.
 Sampling draws ``z ~ N(0, C)`` and maps ``Phi(z)`` through the quantile tables (linear
-interpolation). The fitted tables live in :mod:`fgpose.synthetic._prior_data`, written by
-``scripts/fit_pose_prior.py`` — no data are needed at run time.
+interpolation). The fitted tables ship as package data, ``fgpose/synthetic/pose_prior.json``
+(:data:`PRIOR_FILE`, written by ``scripts/fit_pose_prior.py`` through :func:`priors_to_json`)
+— no annotations are needed at run time.
 
 Photo sizes and rejection
 -------------------------
@@ -37,6 +38,8 @@ photo size (release convention); ``P`` in original pixels is
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
+import json
 from typing import Mapping, Sequence
 
 import jax.numpy as jnp
@@ -51,10 +54,13 @@ __all__ = [
     "extent_points",
     "IMAGE_SIZES",
     "PRIOR_VARIABLES",
+    "PRIOR_FILE",
     "PosePrior",
     "default_prior",
     "fit_prior",
     "from_prior_space",
+    "priors_from_json",
+    "priors_to_json",
     "projected_boxes",
     "sample_image_hw",
     "sample_poses",
@@ -186,17 +192,34 @@ def fit_prior(poses: np.ndarray, category: str, sources: Sequence[str] = (), pro
     return PosePrior(category, np.asarray(probs, np.float64), quantiles, corr, n, tuple(sources))
 
 
+PRIOR_FILE = "pose_prior.json"
+"""Package data of :mod:`fgpose.synthetic` holding the fitted priors (:func:`priors_to_json`)."""
+
+
+def priors_to_json(priors: Mapping[str, PosePrior]) -> str:
+    """The text of :data:`PRIOR_FILE`: ``{category: PosePrior.to_dict()}`` as JSON.
+
+    JSON writes each float as its shortest round-tripping repr, so :func:`priors_from_json`
+    gives back the very same float64 values.
+    """
+    return json.dumps({k: p.to_dict() for k, p in priors.items()}, indent=1, sort_keys=True) + "\n"
+
+
+def priors_from_json(text: str) -> dict[str, PosePrior]:
+    """Inverse of :func:`priors_to_json`: ``{category: PosePrior}``."""
+    return {k: PosePrior.from_dict(d) for k, d in json.loads(text).items()}
+
+
 _DEFAULT: dict[str, PosePrior] = {}
 
 
 def default_prior(category: str) -> PosePrior:
-    """The embedded prior of a category (from :mod:`fgpose.synthetic._prior_data`)."""
+    """The shipped prior of a category (read once from :data:`PRIOR_FILE`)."""
     if category not in ("car", "airplane"):
         raise ValueError(f"unknown category {category!r}; expected 'car' or 'airplane'")
-    if category not in _DEFAULT:
-        from fgpose.synthetic._prior_data import PRIORS  # noqa: PLC0415
-
-        _DEFAULT[category] = PosePrior.from_dict(PRIORS[category])
+    if not _DEFAULT:
+        text = importlib.resources.files("fgpose.synthetic").joinpath(PRIOR_FILE).read_text(encoding="utf-8")
+        _DEFAULT.update(priors_from_json(text))
     return _DEFAULT[category]
 
 

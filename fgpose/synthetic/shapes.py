@@ -1,7 +1,7 @@
 """Procedurally generated, class-specific triangle meshes (cars and aircraft).
 
 Every mesh is built in **ShapeNet's frame** — the frame of the release's CAD models (checked
-on ``CAD/02958343/189c2b53ef76d02978a20fe14185667/model.obj``: length along X with the hood
+on the release's car, :data:`fgpose.annotations.EXAMPLE_CAR_MODEL_ID`: length along X with the hood
 at +X, roof at +Y, width along Z) — and then normalised like ShapeNetCore
 (:func:`fgpose.mesh.normalize_mesh`: axis-aligned bounding box centred at the origin, unit
 diagonal):
@@ -38,6 +38,7 @@ from typing import Sequence
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
+from fgpose.annotations import EXAMPLE_CAR_MODEL_ID, cad_path
 from fgpose.mesh import Mesh, load_mesh, normalize_mesh
 
 __all__ = [
@@ -482,7 +483,7 @@ class SyntheticClass:
       category: ``'car'`` or ``'airplane'``.
       mesh: the class's :class:`fgpose.mesh.Mesh` (ShapeNet frame, unit bbox diagonal).
       model_id: stable id (32 hex digits for procedural classes; the mesh file's directory
-        name for ShapeNet models, e.g. ``189c2b53ef76d02978a20fe14185667``, otherwise a hash
+        name for ShapeNet models, e.g. :data:`fgpose.annotations.EXAMPLE_CAR_MODEL_ID`, otherwise a hash
         of the name and file name).
       parts: ``(F,) int8`` appearance part of each face (indices into :data:`CAR_PARTS`), or
         ``None`` to paint the whole mesh (aircraft, real meshes).
@@ -565,15 +566,16 @@ def synthetic_classes(
     return out
 
 
-REAL_CAR_MODEL_ID = "189c2b53ef76d02978a20fe14185667"
-"""The one ShapeNet car mesh shipped with the release (``CAD/02958343/<id>/model.obj``)."""
+REAL_CAR_MODEL_ID = EXAMPLE_CAR_MODEL_ID
+"""Alias of :data:`fgpose.annotations.EXAMPLE_CAR_MODEL_ID` (kept for existing imports)."""
 
 
 def real_mesh_sources(release_dir: str | os.PathLike | None) -> list[tuple[str, str, pathlib.Path, np.ndarray]]:
     """The real meshes available next to a release directory, for ``synthetic_classes``.
 
-    Looks for ``<release_dir>/CAD/02958343/189c2b53ef76d02978a20fe14185667/model.obj``
-    (name ``'car_shapenet_189c2b53'``, identity rotation) and
+    Looks for the release's car, ``cad_path(release_dir, "StanfordCars", EXAMPLE_CAR_MODEL_ID)``
+    (name ``'car_shapenet_<first 8 digits of the id>'``, i.e. ``'car_shapenet_189c2b53'``,
+    identity rotation) and
     ``<release_dir>/../meshes/airplane.ply`` (name ``'airplane_pyvista'``, rotated by
     :data:`AIRPLANE_PLY_ROTATION`).
 
@@ -585,9 +587,9 @@ def real_mesh_sources(release_dir: str | os.PathLike | None) -> list[tuple[str, 
         return []
     root = pathlib.Path(release_dir).expanduser()
     out = []
-    car = root / "CAD" / "02958343" / REAL_CAR_MODEL_ID / "model.obj"
+    car = cad_path(root, "StanfordCars", EXAMPLE_CAR_MODEL_ID)
     if car.is_file():
-        out.append(("car_shapenet_189c2b53", "car", car, np.eye(3)))
+        out.append((f"car_shapenet_{EXAMPLE_CAR_MODEL_ID[:8]}", "car", car, np.eye(3)))
     plane = root.parent / "meshes" / "airplane.ply"
     if plane.is_file():
         out.append(("airplane_pyvista", "airplane", plane, AIRPLANE_PLY_ROTATION.copy()))

@@ -37,7 +37,6 @@ class Builder(base.ReleaseBuilder):
     """CompCars3D (config ``v1``: the release's only annotations)."""
 
     DATASET = "CompCars"
-    NUM_CLASSES = len(CLASS_NAMES)
     CLASS_NAMES = CLASS_NAMES
     DESCRIPTION = __doc__
     BUILDER_CONFIGS = [

@@ -39,7 +39,6 @@ class Builder(base.ReleaseBuilder):
     """FGVC-Aircraft3D (configs ``v1``: human annotations, ``v2``: refined)."""
 
     DATASET = "FGVC_Aircraft"
-    NUM_CLASSES = 100
     DESCRIPTION = __doc__
     BUILDER_CONFIGS = base.v1_v2_configs()
     DEFAULT_BUILDER_CONFIG_NAME = "v2"

@@ -44,7 +44,6 @@ class Builder(base.ReleaseBuilder):
     """StanfordCars3D (configs ``v1``: human annotations, ``v2``: refined)."""
 
     DATASET = "StanfordCars"
-    NUM_CLASSES = 196
     DESCRIPTION = __doc__
     BUILDER_CONFIGS = base.v1_v2_configs()
     DEFAULT_BUILDER_CONFIG_NAME = "v2"
