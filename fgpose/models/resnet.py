@@ -26,7 +26,6 @@ Computation dtype ``dtype`` (e.g. ``jnp.bfloat16``), params float32.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax

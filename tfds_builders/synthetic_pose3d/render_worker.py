@@ -6,7 +6,7 @@ for tf.data) never loads OpenGL; and the worker renders while the builder raster
 ground truth, which uses both CPU cores.
 
 Protocol (``python -m tfds_builders.synthetic_pose3d.render_worker``): the first pickle on
-stdin is the class fields (:func:`make_classes`); then each request
+stdin is the class fields (:func:`.classes.make_classes`); then each request
 ``(label, pose (7,), (H, W), rng_state)`` is answered, in order, on the original stdout by
 ``("ok", jpeg_bytes)`` or ``("error", message)``. Anything else the worker prints goes to
 stderr. EOF on stdin ends it.
@@ -95,7 +95,7 @@ class InProcessRenderer:
         self._queue: collections.deque = collections.deque()
 
     def submit(self, label, pose, hw, rng_state):
-        from tfds_builders.synthetic_pose3d.synthetic_pose3d_dataset_builder import render_jpeg  # noqa: PLC0415
+        from tfds_builders.synthetic_pose3d.classes import render_jpeg  # noqa: PLC0415
 
         classes = self._classes
 
@@ -113,7 +113,7 @@ def main() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
     inp = sys.stdin.buffer
-    from tfds_builders.synthetic_pose3d.synthetic_pose3d_dataset_builder import make_classes, render_jpeg  # noqa: PLC0415
+    from tfds_builders.synthetic_pose3d.classes import make_classes, render_jpeg  # noqa: PLC0415
 
     classes = make_classes(pickle.load(inp))
     while True:
