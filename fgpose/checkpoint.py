@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+import shutil
 from typing import Any
 
 import jax
@@ -21,6 +22,13 @@ from flax import nnx
 from fgpose import distributed
 
 log = logging.getLogger(__name__)
+
+DAMAGED_SUFFIX = ".damaged"
+"""Checkpoints that fail to restore are moved to ``<checkpoints><DAMAGED_SUFFIX>/<step>``."""
+
+
+class CheckpointRestoreError(RuntimeError):
+    """Checkpoints exist, but none of them restores."""
 
 
 class CheckpointManager:
@@ -66,6 +74,59 @@ class CheckpointManager:
         leaves = jax.tree.leaves(restored.state)
         tree = jax.tree.unflatten(jax.tree.structure(target), leaves)
         return tree["state"], tree["opt_state"]
+
+    def restore_newest(self, state: Any, opt_state: Any, state_shardings: Any, opt_shardings: Any,
+                       ) -> tuple[int, Any, Any] | None:
+        """Restores the newest checkpoint that restores: ``(step, state, opt_state)``, or
+        ``None`` when there is no checkpoint at all.
+
+        A checkpoint that fails to restore (truncated or overwritten files, a half-written
+        step) is reported with a warning naming its step and the error, moved aside to
+        ``<checkpoints>.damaged/<step>`` (so that the run can write that step again and a
+        later resume does not trip over it) and the next older one is tried. Raises
+        :class:`CheckpointRestoreError` when checkpoints exist but none restores.
+        Arguments as in :meth:`restore`.
+        """
+        steps = sorted(self.all_steps(), reverse=True)
+        failed: list[str] = []
+        for step in steps:
+            try:
+                restored = self.restore(step, state, opt_state, state_shardings, opt_shardings)
+            except Exception as exc:  # noqa: BLE001 - TensorStore/Orbax raise many types for damaged files
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                failed.append(f"step {step} ({reason})")
+                log.warning("checkpoint of step %d in %s does not restore (%s); trying the previous one",
+                            step, self.directory, reason)
+                self._set_aside(step)
+                continue
+            if failed:
+                log.warning("resumed from the checkpoint of step %d: the newer %s could not be restored "
+                            "and were moved to %s", step, "; ".join(failed), self.damaged_directory)
+            return (step, *restored)
+        if failed:
+            raise CheckpointRestoreError(
+                f"none of the checkpoints in {self.directory} restores ({'; '.join(failed)}); they were moved "
+                f"to {self.damaged_directory}. Delete the workdir's checkpoints to start again.")
+        return None
+
+    @property
+    def damaged_directory(self) -> pathlib.Path:
+        return self.directory.with_name(self.directory.name + DAMAGED_SUFFIX)
+
+    def _set_aside(self, step: int) -> None:
+        """Moves a damaged step out of the managed directory (process 0 only) and reloads."""
+        if distributed.is_primary():
+            source = self.directory / str(step)
+            if source.exists():
+                target = self.damaged_directory / str(step)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.exists():  # an older damaged copy of the same step
+                    shutil.rmtree(target)
+                source.rename(target)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils  # noqa: PLC0415
+            multihost_utils.sync_global_devices(f"fgpose_checkpoint_set_aside_{step}")
+        self._mgr.reload()
 
     def restore_meta(self, step: int) -> dict:
         return dict(self._mgr.restore(int(step), args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)

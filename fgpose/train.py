@@ -155,6 +155,7 @@ class _StopFlag:
 
     def __init__(self):
         self.stop = False
+        self.signum: int | None = None
         self._old = {}
 
     def __enter__(self):
@@ -168,6 +169,7 @@ class _StopFlag:
     def _handle(self, signum, frame):
         log.warning("signal %d: stopping after this step (a checkpoint is written)", signum)
         self.stop = True
+        self.signum = signum
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -217,11 +219,10 @@ def train_and_evaluate(
     s = setup(config, num_classes, model_fn=model_fn)
     manager = ckpt.CheckpointManager(workdir / "checkpoints", keep=config.train.keep_checkpoints)
     start_step = 0
-    latest = manager.latest_step()
-    if latest is not None:
-        s.state, s.opt_state = manager.restore(latest, s.state, s.opt_state, s.state_shardings, s.opt_shardings)
-        start_step = latest
-        log.info("resumed from %s at step %d", manager.directory, latest)
+    restored = manager.restore_newest(s.state, s.opt_state, s.state_shardings, s.opt_shardings)
+    if restored is not None:
+        start_step, s.state, s.opt_state = restored
+        log.info("resumed from %s at step %d", manager.directory, start_step)
     elif config.train.init_checkpoint:
         s.state = ckpt.load_params_from(config.train.init_checkpoint, s.state, s.state_shardings)
         s.opt_state = jax.jit(s.tx.init, out_shardings=s.opt_shardings)(s.state["params"])
@@ -229,7 +230,7 @@ def train_and_evaluate(
     num_steps = int(config.train.num_steps)
     end_step = num_steps if stop_after is None else min(num_steps, start_step + int(stop_after))
     gbs = int(config.train.global_batch_size)
-    result: dict[str, Any] = {"step": start_step, "metrics": {}, "eval": None}
+    result: dict[str, Any] = {"step": start_step, "metrics": {}, "eval": None, "interrupted_by": None}
     if eval_fn is None:
 
         def eval_fn(setup_, step):
@@ -288,7 +289,10 @@ def train_and_evaluate(
                     if res:
                         writer.write_scalars(step, {k: v for k, v in res.items() if isinstance(v, (int, float))},
                                              prefix="eval/")
-                if stop.stop:
+                if stop.stop:  # also for a signal that arrived during the evaluation (save is idempotent)
+                    if step > start_step:
+                        manager.save(step, s.state, s.opt_state, {"step": step, "images_seen": step * gbs})
+                    result["interrupted_by"] = stop.signum
                     break
     finally:
         if bar is not None:
@@ -315,9 +319,19 @@ def main(argv) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax/TFDS chatter
     distributed.initialize(config)
     try:
-        train_and_evaluate(config, FLAGS.workdir, stop_after=FLAGS.stop_after)
-    except ConfigError as exc:
+        result = train_and_evaluate(config, FLAGS.workdir, stop_after=FLAGS.stop_after)
+    except (ConfigError, ckpt.CheckpointRestoreError) as exc:
         raise SystemExit(f"fgpose.train: {exc}") from None
+    raise SystemExit(exit_status(result))
+
+
+def exit_status(result: dict) -> int:
+    """The command's exit status: 0 when the run ended normally (its steps done, or
+    ``--stop_after`` reached), ``128 + signal`` when SIGINT (130) or SIGTERM (143) stopped
+    it, so that scripts know the run did not finish (its checkpoint is written; rerun the
+    same command to resume)."""
+    signum = result.get("interrupted_by")
+    return 0 if signum is None else 128 + int(signum)
 
 
 def _define_flags():
