@@ -267,4 +267,38 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-__all__ = ["FIELD_LOSS_TERMS", "LOSS_TERMS", "base_config", "model_config", "tiny_model_config"]
+def enable_field(c: ml_collections.ConfigDict, field_pose_run: str) -> ml_collections.ConfigDict:
+    """Turns on the location-field branch of a detector config ``c`` (in place; returned).
+
+    Sets ``model.field.enabled``, ``data.with_fields`` (the batches carry the mask and field)
+    and ``model.field.pose_checkpoint = 'runs/field_pose_<field_pose_run>'``, the default
+    workdir of ``python -m fgpose.train --config configs/field_pose_<field_pose_run>.py``.
+    """
+    c.model.field.enabled = True
+    c.data.with_fields = True
+    c.model.field.pose_checkpoint = f"runs/field_pose_{field_pose_run}"
+    return c
+
+
+def field_pose_base_config() -> ml_collections.ConfigDict:
+    """:func:`base_config` for pose-from-field pre-training (``task = 'field_pose'``).
+
+    The network is ``model.field.pose_net`` on ``model.field.size`` fields (the detector's
+    defaults, so a detector with the default field section loads it as is); SGD with momentum
+    at LR 0.02 after a 200-step warm-up, decayed at 2/3 and 8/9 of 12,000 steps of 64 fields
+    (768k rendered fields, ~20 per pose-prior mode and mesh of a 200-class pool). Datasets:
+    ``configs/field_pose_<dataset>.py`` set ``dataset`` (the CAD pool and the pose prior).
+    """
+    c = base_config()
+    c.task = "field_pose"
+    c.optim.warmup_steps = 200
+    c.optim.decay_steps = (8_000, 10_700)
+    c.train.global_batch_size = 64
+    c.train.num_steps = 12_000
+    c.train.log_every = 100
+    c.train.eval_every = 2_000
+    c.train.checkpoint_every = 1_000
+    return c
+
+
+__all__ = ["FIELD_LOSS_TERMS", "enable_field", "field_pose_base_config", "LOSS_TERMS", "base_config", "model_config", "tiny_model_config"]
