@@ -135,3 +135,15 @@ def test_detector_loads_the_pretrained_network(reference, finetune):
     # Everything else is untouched.
     old, now = (jax.tree.leaves(distributed.to_host(st["params"]["backbone"])) for st in (state, new))
     assert old and all(np.array_equal(a, b) for a, b in zip(old, now))
+
+
+def test_stream_started_at_k_continues_the_same_stream(pool):
+    from fgpose.synthetic.fields import location_field_stream
+
+    kw = dict(batch_size=3, field_hw=(12, 12), seed=9)
+    full = list(location_field_stream(pool, num_batches=3, **kw))
+    late = list(location_field_stream(pool, start=2, num_batches=1, **kw))
+    assert len(late) == 1
+    for key in ("field", "mask", "pose", "mesh_index", "box"):
+        np.testing.assert_array_equal(late[0][key], full[2][key], err_msg=key)
+    assert not np.array_equal(full[1]["pose"], full[2]["pose"])
