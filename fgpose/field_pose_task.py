@@ -18,7 +18,10 @@ bar, TensorBoard) with the pieces of this module:
   exact stream;
 * evaluation (:func:`evaluate`): median rotation error and ``Acc_pi/6`` on
   ``field_pose.eval_batches`` held-out batches (seed ``train.seed + 1``), on the clean fields
-  (the upper bound) and augmented ones (a fixed key), to ``workdir/eval/<step>.json``.
+  (the upper bound) and augmented ones (a fixed key), and on the **true** fields of the first
+  ``field_pose.true_field_examples`` examples of the dataset's eval split cropped to their
+  ground-truth boxes (:func:`true_field_errors`; skipped with a warning when the dataset is not
+  built), to ``workdir/eval/<step>.json``.
 
 :func:`load_pose_net` copies the ``field_pose_net`` arrays of such a run into a detector's
 state (``model.field.pose_checkpoint``), whether they are trainable there or frozen.
@@ -40,10 +43,14 @@ from flax import nnx
 from fgpose import checkpoint as ckpt
 from fgpose import distributed, metrics
 from fgpose.data import registry
+from fgpose.data.pipeline import open_source
+from fgpose.data.sources import decode_image
 from fgpose.mesh import decimate
 from fgpose.models.build import merge_model
 from fgpose.models.field_augment import FieldAugmentation
+from fgpose.models.field_pose import predict_quaternion
 from fgpose.models.field_pose_pretrain import FieldPoseModel, pose_quaternion
+from fgpose.models.field_targets import sample_roi_fields
 from fgpose.models.quaternion_fusion import quaternion_angle
 
 log = logging.getLogger("fgpose.field_pose_task")
@@ -119,7 +126,45 @@ def make_train_iterator(config, start_step: int, process_index: int, process_cou
     return (_batch(raw, lo, hi) for raw in stream)
 
 
-def evaluate(config, workdir, setup, step: int, *, pool=None, write: bool = True) -> dict[str, Any]:
+def true_fields(config, limit: int, size: int, *, source=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The true ``S x S`` fields of the first ``limit`` examples of ``config.dataset.eval_split``
+    (or ``source``): each example's ``location_field`` / ``mask`` (field resolution) resampled in
+    its ground-truth ``box`` (scaled from ``image/size`` to the field) exactly like the field
+    head's targets (:func:`~fgpose.models.field_targets.sample_roi_fields`).
+
+    Returns:
+      ``field (N, S, S, 3)`` float32, ``fg (N, S, S)`` float32 {0, 1}, ``pose (N, 7)`` float32.
+    """
+    source = open_source(config, config.dataset.eval_split) if source is None else source
+    fields, masks, poses = [], [], []
+    for i in range(min(int(limit), len(source))):
+        ex = source[i]
+        field = np.asarray(ex["location_field"], np.float32)
+        mask = decode_image(ex["mask"], 1)[..., 0] > 0
+        h, w = (float(x) for x in np.asarray(ex["image/size"]).reshape(2))
+        sy, sx = field.shape[0] / h, field.shape[1] / w
+        box = np.asarray(ex["box"], np.float32).reshape(4) * np.array([sy, sx, sy, sx], np.float32)
+        xyz, fg = sample_roi_fields(field, mask, box[None], size)
+        fields.append(np.asarray(xyz[0]))
+        masks.append(np.asarray(fg[0], np.float32))
+        poses.append(np.asarray(ex["pose"], np.float32).reshape(7))
+    if not fields:
+        return np.zeros((0, size, size, 3), np.float32), np.zeros((0, size, size), np.float32), np.zeros((0, 7), np.float32)
+    return np.stack(fields), np.stack(masks), np.stack(poses)
+
+
+def true_field_errors(config, model: FieldPoseModel, limit: int, *, source=None) -> np.ndarray:
+    """Rotation errors (degrees) of the network on :func:`true_fields` (its upper bound: no
+    field-head error)."""
+    field, fg, pose = true_fields(config, limit, model.size, source=source)
+    if not len(pose):
+        return np.zeros((0,), np.float64)
+    q = jax.jit(predict_quaternion)(model.field_pose_net, field, fg)
+    return np.degrees(np.asarray(quaternion_angle(q, pose_quaternion(pose)), np.float64))
+
+
+def evaluate(config, workdir, setup, step: int, *, pool=None, write: bool = True,
+             true_source=None) -> dict[str, Any]:
     """Rotation errors on held-out rendered fields (module docstring); JSON on process 0."""
     model = merge_model(setup.graphdef, distributed.to_host(setup.state))
     gbs = int(config.train.global_batch_size)
@@ -145,7 +190,17 @@ def evaluate(config, workdir, setup, step: int, *, pool=None, write: bool = True
         noisy.append(np.degrees(np.asarray(n)))
     clean, noisy = np.concatenate(clean), np.concatenate(noisy)
     res = {"step": int(step), "count": int(len(clean))}
-    for name, e in (("clean", clean), ("augmented", noisy)):
+    errors_by = [("clean", clean), ("augmented", noisy)]
+    limit = int(config.field_pose.true_field_examples)
+    if limit > 0:
+        try:
+            true = true_field_errors(config, model, limit, source=true_source)
+            if len(true):
+                errors_by.append(("true", true))
+                res["count_true"] = int(len(true))
+        except Exception as exc:  # noqa: BLE001 - e.g. the dataset is not built: report the rest
+            log.warning("no true-field evaluation (%s: %s)", type(exc).__name__, exc)
+    for name, e in errors_by:
         res[f"rot_median_deg_{name}"] = float(np.median(e))
         res[f"rot_mean_deg_{name}"] = float(np.mean(e))
         res[f"rot_acc_pi_6_{name}"] = float(100.0 * np.asarray(metrics.accuracy_curve(e, np.array([30.0])))[0])
@@ -153,6 +208,10 @@ def evaluate(config, workdir, setup, step: int, *, pool=None, write: bool = True
         print(f"field_pose @ step {step}: median e_R {res['rot_median_deg_clean']:.2f} deg (clean fields), "
               f"{res['rot_median_deg_augmented']:.2f} deg (augmented); Acc_pi/6 {res['rot_acc_pi_6_clean']:.1f}% / "
               f"{res['rot_acc_pi_6_augmented']:.1f}% on {res['count']} held-out fields", flush=True)
+        if "count_true" in res:
+            print(f"field_pose @ step {step}: median e_R {res['rot_median_deg_true']:.2f} deg, Acc_pi/6 "
+                  f"{res['rot_acc_pi_6_true']:.1f}% on the true fields of {res['count_true']} "
+                  f"{config.dataset.eval_split} examples", flush=True)
         if write:
             out = pathlib.Path(workdir) / "eval"
             out.mkdir(parents=True, exist_ok=True)
@@ -216,4 +275,5 @@ def _copy_into(dst: dict, src, prefix: str, item, copied: list) -> None:
         copied.append(name)
 
 
-__all__ = ["POSE_NET", "augmentation", "build_model", "cad_pool", "evaluate", "load_pose_net", "make_train_iterator"]
+__all__ = ["POSE_NET", "augmentation", "build_model", "cad_pool", "evaluate", "load_pose_net", "make_train_iterator",
+           "true_field_errors", "true_fields"]

@@ -147,3 +147,38 @@ def test_stream_started_at_k_continues_the_same_stream(pool):
     for key in ("field", "mask", "pose", "mesh_index", "box"):
         np.testing.assert_array_equal(late[0][key], full[2][key], err_msg=key)
     assert not np.array_equal(full[1]["pose"], full[2]["pose"])
+
+
+def test_true_fields_are_the_box_crops_of_the_dataset_fields(pool):
+    """Examples laid out like the datasets' (full-photo field at its own resolution, box and
+    image/size in photo pixels): their S x S crops agree with fields rendered directly in the
+    box (crop_to_box=True) of the same poses, and the errors are those of the network on them."""
+    from fgpose import field_pose_task
+    from fgpose.synthetic.fields import location_field_stream
+
+    s = 16
+    kw = dict(batch_size=4, seed=21, num_batches=1, image_max_side=200)
+    full = next(location_field_stream(pool, field_hw=(96, 96), crop_to_box=False, **kw))
+    crop = next(location_field_stream(pool, field_hw=(s, s), crop_to_box=True, **kw))
+    np.testing.assert_array_equal(full["pose"], crop["pose"])
+    source = [{"location_field": full["field"][i], "mask": full["mask"][i][..., None].astype(np.uint8),
+               "image/size": full["image_hw"][i], "box": full["box"][i], "pose": full["pose"][i]}
+              for i in range(4)]
+    config = field_pose_config()
+    field, fg, pose = field_pose_task.true_fields(config, 3, s, source=source)
+    assert field.shape == (3, s, s, 3) and fg.shape == (3, s, s)
+    for i in range(3):
+        both = (fg[i] > 0) & crop["mask"][i]
+        union = (fg[i] > 0) | crop["mask"][i]
+        assert both.sum() / union.sum() > 0.75, i
+        assert np.median(np.abs(field[i][both] - crop["field"][i][both])) < 0.02, i
+    config.model.field.size = s
+    model = field_pose_task.build_model(config, 0, 0)
+    errors = field_pose_task.true_field_errors(config, model, 3, source=source)
+    from fgpose.models.field_pose import predict_quaternion
+    from fgpose.models.field_pose_pretrain import pose_quaternion
+    from fgpose.models.quaternion_fusion import quaternion_angle
+
+    want = np.degrees(np.asarray(quaternion_angle(predict_quaternion(model.field_pose_net, field, fg),
+                                                  pose_quaternion(pose))))
+    np.testing.assert_allclose(errors, want, rtol=1e-5, atol=1e-4)

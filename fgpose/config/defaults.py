@@ -212,6 +212,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.field_pose.augment.boundary_flip = 0.2
     c.field_pose.augment.xyz_sigma = 0.01
     c.field_pose.eval_batches = 8  # held-out rendered batches (another seed) for the final eval
+    # Also score the network on the true fields of this many eval-split examples (0: off).
+    c.field_pose.true_field_examples = 256
 
     # ------------------------------------------------------------------ optimiser
     c.optim = ml_collections.ConfigDict()
