@@ -34,6 +34,8 @@ def test_field_config_is_its_baseline_with_the_field_on(name):
     c, b = _flat(load(name).to_dict()), _flat(load(baseline).to_dict())
     diff = {k for k in c if c[k] != b.get(k)}
     expected = {"model.field.enabled", "data.with_fields", "model.field.pose_checkpoint"}
+    if name == "synthetic_field":  # a CPU-sized head (the paper's is 4 x 256)
+        expected |= {"model.field.num_conv", "model.field.width"}
     if name == "compcars3d_ft_field":
         expected.add("train.init_checkpoint")
         assert c["train.init_checkpoint"] == "runs/stanford_cars3d_field"
