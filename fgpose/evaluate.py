@@ -65,6 +65,7 @@ from fgpose import checkpoint as ckpt
 from fgpose.config import ConfigError, resolve_num_classes, validate_config
 from fgpose.data import make_eval_iterator, registry
 from fgpose.models import boxes, pose_coding
+from fgpose.models.field_pose_pretrain import pose_quaternion
 from fgpose.models.field_targets import roi_field_targets
 from fgpose.models.quaternion_fusion import fit_fusion_weight, fuse_quaternions
 from fgpose.models.build import abstract_model, build_model, merge_model
@@ -290,11 +291,6 @@ def field_quality(field: jax.Array, field_fg: jax.Array, top_box: jax.Array, loc
             "fg_count": jnp.sum(fg_t, (1, 2)).astype(f32),
             "intersection": jnp.sum(pred & fg_t, (1, 2)).astype(f32),
             "union": jnp.sum(pred | fg_t, (1, 2)).astype(f32)}
-
-
-def pose_quaternion(pose: np.ndarray) -> np.ndarray:
-    """``(M, 4)`` quaternions of release poses ``(M, 7)``."""
-    return np.asarray(camera.quaternion_from_rotation(camera.Pose.from_array(jnp.asarray(pose)).rotation()))
 
 
 def fused_pose(pose_appearance: np.ndarray, pose_field: np.ndarray, weight: float) -> np.ndarray:

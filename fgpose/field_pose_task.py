@@ -47,9 +47,9 @@ from fgpose.data.pipeline import open_source
 from fgpose.data.sources import decode_image
 from fgpose.mesh import decimate
 from fgpose.models.build import merge_model
-from fgpose.models.field_augment import FieldAugmentation
+from fgpose.models.field_augment import FieldAugmentation, augment_fields
 from fgpose.models.field_pose import predict_quaternion
-from fgpose.models.field_pose_pretrain import FieldPoseModel, pose_quaternion
+from fgpose.models.field_pose_pretrain import FieldPoseModel, full_boxes, pose_quaternion
 from fgpose.models.field_targets import sample_roi_fields
 from fgpose.models.quaternion_fusion import quaternion_angle
 
@@ -175,10 +175,7 @@ def evaluate(config, workdir, setup, step: int, *, pool=None, write: bool = True
     def errors(batch, key):
         q_true = pose_quaternion(batch["pose"])
         clean = quaternion_angle(model.predict(batch)["quaternion"], q_true)
-        from fgpose.models.field_augment import augment_fields
-        from fgpose.models.field_pose_pretrain import _full_boxes
-
-        aug = augment_fields(key, batch["field"], batch["mask"], _full_boxes(batch["field"]), model.size,
+        aug = augment_fields(key, batch["field"], batch["mask"], full_boxes(batch["field"]), model.size,
                              augmentation(config))
         noisy = quaternion_angle(model.field_pose_net(aug["field"], aug["fg"]), q_true)
         return clean, noisy

@@ -39,7 +39,7 @@ def pose_quaternion(pose: Array) -> Array:
     return canonical(camera.quaternion_from_rotation(rotation))
 
 
-def _full_boxes(field: Array) -> Array:
+def full_boxes(field: Array) -> Array:
     """``(B, 4)`` boxes ``(0, 0, Hf, Wf)`` of fields ``(B, Hf, Wf, 3)`` (field pixels)."""
     hf, wf = field.shape[1:3]
     return jnp.broadcast_to(jnp.array([0.0, 0.0, hf, wf], jnp.float32), (field.shape[0], 4))
@@ -78,7 +78,7 @@ class FieldPoseModel(nnx.Module):
           ``(loss, {'loss_quaternion', 'rotation_error_deg', 'fg_fraction'})`` float32 scalars.
         """
         field = jnp.asarray(batch["field"], jnp.float32)
-        aug = augment_fields(key, field, jnp.asarray(batch["mask"], bool), _full_boxes(field), self.size,
+        aug = augment_fields(key, field, jnp.asarray(batch["mask"], bool), full_boxes(field), self.size,
                              FieldAugmentation(*self.augmentation))
         loss, metrics = field_pose_loss(self.field_pose_net, aug["field"], aug["fg"], pose_quaternion(batch["pose"]),
                                         valid=batch.get("valid"), beta=self.beta, sign_invariant=self.sign_invariant)
@@ -91,7 +91,7 @@ class FieldPoseModel(nnx.Module):
         (the field head's targets: :func:`~fgpose.models.field_targets.sample_roi_fields`)."""
         field = jnp.asarray(batch["field"], jnp.float32)
         mask = jnp.asarray(batch["mask"], bool)
-        xyz, fg = jax.vmap(lambda f, m, b: sample_roi_fields(f, m, b[None], self.size))(field, mask, _full_boxes(field))
+        xyz, fg = jax.vmap(lambda f, m, b: sample_roi_fields(f, m, b[None], self.size))(field, mask, full_boxes(field))
         return xyz[:, 0], fg[:, 0]
 
     def predict(self, batch: Mapping[str, Array]) -> dict[str, Array]:
@@ -100,4 +100,4 @@ class FieldPoseModel(nnx.Module):
         return {"quaternion": predict_quaternion(self.field_pose_net, xyz, fg.astype(jnp.float32))}
 
 
-__all__ = ["FieldPoseModel", "pose_quaternion"]
+__all__ = ["FieldPoseModel", "full_boxes", "pose_quaternion"]
