@@ -20,10 +20,12 @@ FIELD_POSE_CONFIG = {"synthetic_pose3d": "synthetic", "stanford_cars3d": "stanfo
 """``configs/field_pose_<name>.py`` that pre-trains the pose-from-field network of a dataset."""
 
 
-def field_pose_command(dataset: str) -> str:
-    """The command that makes the pose-from-field checkpoint for ``dataset``."""
+def field_pose_command(dataset: str) -> tuple[str, str]:
+    """``(command, workdir)``: the command that makes the pose-from-field checkpoint for
+    ``dataset`` and the workdir it writes."""
     name = FIELD_POSE_CONFIG.get(dataset, dataset)
-    return f"python -m fgpose.train --config configs/field_pose_{name}.py --workdir runs/field_pose_{name}"
+    workdir = f"runs/field_pose_{name}"
+    return f"python -m fgpose.train --config configs/field_pose_{name}.py --workdir {workdir}", workdir
 
 
 class ConfigError(ValueError):
@@ -75,12 +77,13 @@ def validate_config(config, *, num_devices: int | None = None, process_count: in
     need(isinstance(fw, (int, float)) and 0 <= fw <= 1, f"model.field.fusion_weight={fw!r} must be in [0, 1]")
     if field.enabled and task == "detector":
         pc = field.pose_checkpoint
-        cmd = field_pose_command(config.dataset.name)
+        cmd, run = field_pose_command(config.dataset.name)
         if pc is None:
             need(field.finetune_pose_net,
                  f"model.field.pose_checkpoint is None but the pose-from-field network is frozen "
                  f"(model.field.finetune_pose_net=False): pre-train it first with `{cmd}` and set "
-                 f"--config.model.field.pose_checkpoint=runs/field_pose_{FIELD_POSE_CONFIG.get(config.dataset.name, config.dataset.name)}")
+                 f"--config.model.field.pose_checkpoint={run} (or fine-tune it from scratch: "
+                 f"--config.model.field.finetune_pose_net=True)")
         else:
             need(os.path.exists(pc),
                  f"model.field.pose_checkpoint={pc!r} does not exist: make it with `{cmd}` "
@@ -168,5 +171,5 @@ def validate_config(config, *, num_devices: int | None = None, process_count: in
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
 
 
-__all__ = ["ConfigError", "FIELD_POSE_CONFIG", "VALID_TASKS", "field_pose_command", "VALID_DEPTHS", "VALID_DTYPES", "VALID_INITS", "VALID_NORMS", "VALID_PARAM_SHARDING",
-           "validate_config"]
+__all__ = ["ConfigError", "FIELD_POSE_CONFIG", "VALID_DEPTHS", "VALID_DTYPES", "VALID_INITS", "VALID_NORMS",
+           "VALID_PARAM_SHARDING", "VALID_TASKS", "field_pose_command", "validate_config"]
