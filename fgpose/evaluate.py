@@ -629,7 +629,7 @@ def evaluate_workdir(config, workdir: str | os.PathLike, *, step: int | None = N
         :func:`fgpose.models.build.build_model` without pretrained weights, which the
         checkpoint replaces).
     """
-    validate_config(config)
+    validate_config(config, training=False)
     if num_classes is None:
         num_classes = resolve_num_classes(config)
     mesh = distributed.make_mesh(dict(config.train.mesh_shape))

@@ -75,6 +75,7 @@ def test_missing_pose_checkpoint_names_the_command(name, tmp_path):
     with pytest.raises(ConfigError) as info:
         validate_config(c, num_devices=1, process_count=1)
     assert f"python -m fgpose.train --config configs/field_pose_{run}.py" in str(info.value)
+    validate_config(c, num_devices=1, process_count=1, training=False)  # evaluation: in the run's checkpoint
     c.model.field.pose_checkpoint = str(tmp_path)  # exists: valid
     validate_config(c, num_devices=1, process_count=1)
     c.model.field.pose_checkpoint = None  # frozen random network: refused, with the command

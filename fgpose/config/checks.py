@@ -32,7 +32,8 @@ class ConfigError(ValueError):
     """An invalid experiment config; the message says which field to change and how."""
 
 
-def validate_config(config, *, num_devices: int | None = None, process_count: int | None = None) -> None:
+def validate_config(config, *, num_devices: int | None = None, process_count: int | None = None,
+                    training: bool = True) -> None:
     """Checks values that would otherwise fail late or silently; raises :class:`ConfigError`.
 
     Every problem found is listed, each with the override that fixes it. Does not open the
@@ -42,6 +43,8 @@ def validate_config(config, *, num_devices: int | None = None, process_count: in
       config: a full config (:func:`fgpose.config.base_config` and overrides).
       num_devices: global device count (default ``jax.device_count()``).
       process_count: number of processes (default ``jax.process_count()``).
+      training: also check what only training reads (``model.field.pose_checkpoint``: an
+        evaluation restores the network with the rest of the run's checkpoint).
     """
     num_devices = jax.device_count() if num_devices is None else num_devices
     process_count = jax.process_count() if process_count is None else process_count
@@ -75,7 +78,7 @@ def validate_config(config, *, num_devices: int | None = None, process_count: in
          f"model.field.size={field.size!r} must be an even int >= 2 (the head upsamples size/2 RoI features 2x)")
     fw = field.fusion_weight
     need(isinstance(fw, (int, float)) and 0 <= fw <= 1, f"model.field.fusion_weight={fw!r} must be in [0, 1]")
-    if field.enabled and task == "detector":
+    if field.enabled and task == "detector" and training:
         pc = field.pose_checkpoint
         cmd, run = field_pose_command(config.dataset.name)
         if pc is None:
