@@ -23,10 +23,26 @@ which the dataset's builder supplies (:func:`fgpose.data.registry.class_meshes`;
 * otherwise a proxy: the 8 corners of a centred cube of unit diagonal, reported as
   ``add_vertices = 'unit_box_corners'`` (e_R columns are unaffected).
 
+With the location-field branch (``model.field.enabled``) the table has one row per output
+(:data:`FIELD_ROWS`): ``appearance`` (the pose head alone, the paper's Baseline), ``field``
+(the pose-from-field quaternion with the appearance head's d, f, u, v) and ``combined`` (the
+fused pose, the paper's "w./ Field"; the top-level metrics are this row's). The field's quality
+on the eval split (:func:`field_quality`): the ground-truth field and mask are resampled into
+the predicted ``top_box``'s ``S x S`` bins exactly like the training targets
+(:func:`fgpose.models.field_targets.roi_field_targets`), then ``field_xyz_error`` is the mean
+Euclidean XYZ error over the bins that are truly foreground (model units) and
+``field_fg_iou`` the IoU (percent, pooled over all images) of the predicted foreground
+(``field_fg >= 0.5``) with the true one. The fusion weight is ``model.field.fusion_weight``,
+or, with ``eval.fusion_holdout = N > 0``, the :func:`~fgpose.models.quaternion_fusion.
+fit_fusion_weight` choice (grid ``eval.fusion_grid``) on the first ``N`` examples of the
+training split (``fusion_weight`` in the results). Those examples were seen in training, so
+the choice is biased towards the better-fitted head; the config value is the default.
+
 Outputs (process 0): ``workdir/eval/<step>.json`` (metrics, per-example errors, curves),
 ``workdir/eval/<step>_accuracy.png`` (Figure 8: accuracy vs rotation-error threshold and vs
 ``~e_ADD`` threshold), ``workdir/eval/<step>_overlays.png`` (Figure 9: predicted box and
-projected 3D box/model wireframe in green, ground truth in red, on test images), and the
+projected 3D box/model wireframe in green, ground truth in red, on test images; with the field
+branch each is followed by the predicted field inside the predicted box, XYZ as RGB), and the
 table on stdout.
 """
 
@@ -48,7 +64,10 @@ from fgpose import camera, distributed, metrics
 from fgpose import checkpoint as ckpt
 from fgpose.config import ConfigError, resolve_num_classes, validate_config
 from fgpose.data import make_eval_iterator, registry
-from fgpose.models import boxes
+from fgpose.models import boxes, pose_coding
+from fgpose.models.field_pose_pretrain import pose_quaternion
+from fgpose.models.field_targets import roi_field_targets
+from fgpose.models.quaternion_fusion import fit_fusion_weight, fuse_quaternions
 from fgpose.models.build import abstract_model, build_model, merge_model
 from fgpose.optim import make_optimizer
 
@@ -238,6 +257,51 @@ def pose_errors(pred_pose, pred_projection, gt_pose, frame_height, original_hw, 
     return rot, e_add_norm, e_add, p_gt
 
 
+# ----------------------------------------------------------------------------- field branch
+
+FIELD_ROWS = (("appearance", "pose_appearance", "Baseline (appearance)"), ("field", "pose_field", "Field only"),
+              ("combined", "pose", "w./ Field (combined)"))
+"""Table rows of the field branch: ``(name, prediction key, label)``."""
+
+
+def field_quality(field: jax.Array, field_fg: jax.Array, top_box: jax.Array, location_field: jax.Array,
+                  mask: jax.Array) -> dict[str, jax.Array]:
+    """Per-example sums for the field-quality metrics (module docstring).
+
+    Args:
+      field: ``(B, S, S, 3)`` predicted XYZ in the bins of ``top_box``; field_fg ``(B, S, S)``
+        predicted foreground probability; top_box ``(B, 4)`` input pixels.
+      location_field, mask: ``(B, H_in, W_in, 3)`` / ``(B, H_in, W_in)`` ground truth in the
+        input frame.
+
+    Returns:
+      ``(B,)`` float32 each: ``xyz_error_sum`` (Euclidean error summed over true-foreground
+      bins), ``fg_count`` (true-foreground bins), ``intersection`` and ``union`` of the
+      predicted (``>= 0.5``) and true foreground.
+    """
+    s = field.shape[1]
+    ones = jnp.ones((field.shape[0], 2), jnp.float32)
+    xyz_t, fg_t = jax.vmap(lambda f, m, b, sc: roi_field_targets(f, m, b[None], sc, s))(
+        location_field, mask, top_box, ones)
+    xyz_t, fg_t = xyz_t[:, 0], fg_t[:, 0]
+    err = jnp.linalg.norm(field - xyz_t, axis=-1)
+    pred = field_fg >= 0.5
+    f32 = jnp.float32
+    return {"xyz_error_sum": jnp.sum(jnp.where(fg_t, err, 0.0), (1, 2)).astype(f32),
+            "fg_count": jnp.sum(fg_t, (1, 2)).astype(f32),
+            "intersection": jnp.sum(pred & fg_t, (1, 2)).astype(f32),
+            "union": jnp.sum(pred | fg_t, (1, 2)).astype(f32)}
+
+
+def fused_pose(pose_appearance: np.ndarray, pose_field: np.ndarray, weight: float) -> np.ndarray:
+    """The combined pose ``(M, 7)`` with fusion ``weight``: the appearance pose with the
+    rotation of :func:`~fgpose.models.quaternion_fusion.fuse_quaternions` (as the detector)."""
+    q = fuse_quaternions(pose_quaternion(pose_appearance), pose_quaternion(pose_field), weight)
+    angles = camera.angles_from_rotation(camera.rotation_from_quaternion(q))
+    return np.concatenate([np.stack([np.asarray(a) for a in angles], -1), pose_appearance[:, 3:]], -1).astype(
+        np.float32)
+
+
 # ----------------------------------------------------------------------------- prediction loop
 
 
@@ -246,7 +310,12 @@ def make_predict_fn(graphdef: nnx.GraphDef, mesh, state_shardings) -> Callable:
     bs = distributed.batch_sharding(mesh)
 
     def predict(state, batch):
-        return merge_model(graphdef, state).predict(batch)
+        pred = merge_model(graphdef, state).predict(batch)
+        if "field" in pred and "location_field" in batch:
+            q = field_quality(pred["field"], pred["field_fg"], pred["top_box"], batch["location_field"],
+                              batch["mask"])
+            pred.update({f"field_quality/{k}": v for k, v in q.items()})
+        return pred
 
     return jax.jit(predict, in_shardings=(state_shardings, bs), out_shardings=bs)
 
@@ -256,17 +325,19 @@ _GT_KEYS = ("boxes", "box_valid", "labels", "pose", "frame_height", "original_hw
 
 
 def run_predictions(config, graphdef, state, *, mesh, state_shardings, eval_iterator_fn=None,
-                    num_images: int = 0) -> tuple[dict[str, np.ndarray], list[tuple[int, np.ndarray]]]:
-    """Predicts on the eval split; returns concatenated host arrays (GT + ``pred/*``) and images.
+                    num_images: int = 0, split: str | None = None,
+                    limit: int | None = -1) -> tuple[dict[str, np.ndarray], list[tuple[int, np.ndarray]]]:
+    """Predicts on a split; returns concatenated host arrays (GT + ``pred/*``) and images.
 
     Every process runs this (collectives); rows are in global batch order. ``num_images``
     input images (process 0's first valid examples, as ``(example index, unpadded image)``) are
-    kept for overlays.
+    kept for overlays. ``split`` defaults to ``config.dataset.eval_split`` and ``limit`` (the
+    number of examples; ``None``: all) to ``config.eval.max_examples``.
     """
     predict = make_predict_fn(graphdef, mesh, state_shardings)
     it = (eval_iterator_fn or make_eval_iterator)(
-        config, config.dataset.eval_split, jax.process_index(), jax.process_count())
-    limit = config.eval.max_examples
+        config, split or config.dataset.eval_split, jax.process_index(), jax.process_count())
+    limit = config.eval.max_examples if limit == -1 else limit
     rows: dict[str, list] = {}
     images: list[np.ndarray] = []
     seen = 0
@@ -296,13 +367,23 @@ def run_predictions(config, graphdef, state, *, mesh, state_shardings, eval_iter
 
 
 def compute_metrics(rows: Mapping[str, np.ndarray], vertices: np.ndarray, vertex_mask: np.ndarray,
-                    iou_threshold: float = 0.5) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Table-2 metrics and AP50 from :func:`run_predictions` rows; also per-example errors."""
+                    iou_threshold: float = 0.5, pose_key: str = "pose") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Table-2 metrics and AP50 from :func:`run_predictions` rows; also per-example errors.
+
+    ``pose_key``: the prediction evaluated (``rows['pred/<pose_key>']``); its projection is
+    ``rows['pred/projection']`` for ``'pose'`` and computed from the pose otherwise.
+    """
     labels = rows["labels"][:, 0]
     v, vm = vertices[labels], vertex_mask[labels]
+    pred_pose = rows["pred/" + pose_key]
+    if pose_key == "pose":
+        projection = rows["pred/projection"]
+    else:
+        projection = np.asarray(pose_coding.projection_original(
+            jnp.asarray(pred_pose), jnp.asarray(rows["frame_height"], jnp.float32),
+            jnp.asarray(rows["original_hw"], jnp.float32)))
     rot, add_norm, add_px, p_gt = (np.asarray(x) for x in pose_errors(
-        rows["pred/pose"], rows["pred/projection"], rows["pose"][:, 0], rows["frame_height"], rows["original_hw"],
-        v, vm))
+        pred_pose, projection, rows["pose"][:, 0], rows["frame_height"], rows["original_hw"], v, vm))
     detected = rows["pred/valid"].any(axis=-1)
     table = {k: float(np.asarray(x)) for k, x in metrics.pose_metrics(rot, add_norm, valid=detected).items()}
     table["count"] = int(table["count"])
@@ -312,25 +393,35 @@ def compute_metrics(rows: Mapping[str, np.ndarray], vertices: np.ndarray, vertex
     table["detected_pct"] = 100.0 * float(detected.mean()) if len(detected) else float("nan")
     per_example = {"rot_err_deg": np.where(detected, np.degrees(rot), np.inf),
                    "add_norm": np.where(detected, add_norm, np.inf), "add_px": add_px, "p_gt": p_gt,
-                   "detected": detected}
+                   "detected": detected, "projection": projection}
     return table, per_example
 
 
 def format_table(results: Mapping[str, Any], title: str = "") -> str:
-    """The Table-2 row (+ AP50) as fixed-width text."""
+    """The Table-2 row (+ AP50) as fixed-width text; with the field branch (``results['rows']``)
+    one row per output and the field-quality line."""
     heads = [h for _, h, _ in TABLE_COLUMNS]
-    vals = []
-    for key, _, fmt in TABLE_COLUMNS:
-        x = results.get(key)
-        vals.append("-" if x is None else fmt.format(x))
-    widths = [max(len(h), len(v)) for h, v in zip(heads, vals)]
+    named = [(label, results["rows"][name]) for name, _, label in FIELD_ROWS if name in results.get("rows", {})]
+    if named:
+        heads = ["output"] + heads
+    table = []
+    for label, row in named or [(None, results)]:
+        vals = [] if label is None else [label]
+        for key, _, fmt in TABLE_COLUMNS:
+            x = row.get(key)
+            vals.append("-" if x is None else fmt.format(x))
+        table.append(vals)
+    widths = [max(len(h), *(len(v[i]) for v in table)) for i, h in enumerate(heads)]
     line1 = " | ".join(h.rjust(w) for h, w in zip(heads, widths))
-    line2 = " | ".join(v.rjust(w) for v, w in zip(vals, widths))
     rule = "-" * len(line1)
     out = [title] if title else []
-    out += [rule, line1, rule, line2, rule]
+    out += [rule, line1, rule] + [" | ".join(v.rjust(w) for v, w in zip(vals, widths)) for vals in table] + [rule]
     if "add_vertices" in results:
         out.append(f"~e_ADD vertices: {results['add_vertices']}; images: {results.get('count')}")
+    if "field_xyz_error" in results:
+        out.append(f"field: mean XYZ error {results['field_xyz_error']:.4f} model units on true foreground bins, "
+                   f"foreground IoU {results['field_fg_iou']:.1f}%; fusion weight {results['fusion_weight']:.2f} "
+                   f"({results['fusion_weight_source']})")
     return "\n".join(out)
 
 
@@ -383,7 +474,10 @@ def evaluate(
 
     Returns:
       Flat dict: the Table-2 keys of :func:`fgpose.metrics.pose_metrics`, ``ap50``,
-      ``ap50_agnostic``, ``detected_pct``, ``count``, ``add_vertices``, ``step``.
+      ``ap50_agnostic``, ``detected_pct``, ``count``, ``add_vertices``, ``step``. With the
+      field branch these are the combined pose's, plus ``rows`` (``{'appearance', 'field',
+      'combined'}``: the same keys per output), ``fusion_weight``, ``fusion_weight_source``,
+      ``field_xyz_error`` and ``field_fg_iou`` (when the eval batches carry the fields).
     """
     mesh = mesh or distributed.make_mesh(dict(config.train.mesh_shape))
     if state_shardings is None:
@@ -398,14 +492,41 @@ def evaluate(
             num_classes = resolve_num_classes(config)
         vertices = class_vertices(config, num_classes)
     verts, vmask, source = vertices
-    table, per_example = compute_metrics(rows, verts, vmask, float(config.eval.ap_iou))
+    ap_iou = float(config.eval.ap_iou)
+    per_row: dict[str, dict[str, np.ndarray]] = {}
+    if "pred/pose_appearance" in rows:
+        weight, weight_source = fit_fusion(config, graphdef, state, mesh=mesh, state_shardings=state_shardings,
+                                           eval_iterator_fn=eval_iterator_fn)
+        if weight_source != "config":
+            rows["pred/pose"] = fused_pose(rows["pred/pose_appearance"], rows["pred/pose_field"], weight)
+            rows["pred/projection"] = np.asarray(pose_coding.projection_original(
+                jnp.asarray(rows["pred/pose"]), jnp.asarray(rows["frame_height"], jnp.float32),
+                jnp.asarray(rows["original_hw"], jnp.float32)))
+        tables = {}
+        for name, key, _ in FIELD_ROWS:
+            tables[name], per_row[name] = compute_metrics(rows, verts, vmask, ap_iou, key)
+        table, per_example = tables["combined"], per_row["combined"]
+        table = dict(table, rows=tables, fusion_weight=weight, fusion_weight_source=weight_source)
+        if "pred/field_quality/fg_count" in rows:
+            q = {k: float(np.sum(rows[f"pred/field_quality/{k}"]))
+                 for k in ("xyz_error_sum", "fg_count", "intersection", "union")}
+            table["field_xyz_error"] = q["xyz_error_sum"] / max(q["fg_count"], 1.0)
+            table["field_fg_iou"] = 100.0 * q["intersection"] / max(q["union"], 1.0)
+    else:
+        table, per_example = compute_metrics(rows, verts, vmask, ap_iou)
+        per_row["ours"] = per_example
     results = dict(table, add_vertices=source, step=int(step))
     if not distributed.is_primary():
         return results
     rot_t = _thresholds(config.eval.thresholds.rotation_deg)
     add_t = _thresholds(config.eval.thresholds.add)
-    rot_curve = np.asarray(metrics.accuracy_curve(per_example["rot_err_deg"], rot_t)) * 100
-    add_curve = np.asarray(metrics.accuracy_curve(per_example["add_norm"], add_t)) * 100
+    labels = {name: label for name, _, label in FIELD_ROWS}
+    rot_curves = {labels.get(n, n): np.asarray(metrics.accuracy_curve(pe["rot_err_deg"], rot_t)) * 100
+                  for n, pe in per_row.items()}
+    add_curves = {labels.get(n, n): np.asarray(metrics.accuracy_curve(pe["add_norm"], add_t)) * 100
+                  for n, pe in per_row.items()}
+    rot_curve = rot_curves[labels.get("combined") if "combined" in per_row else "ours"]
+    add_curve = add_curves[labels.get("combined") if "combined" in per_row else "ours"]
     if print_table:
         print(format_table(results, title=f"{config.dataset.name}/{config.dataset.builder_config} "
                                           f"{config.dataset.eval_split} @ step {step}"), flush=True)
@@ -421,13 +542,18 @@ def evaluate(
             "per_example": {"index": rows["index"], "rot_err_deg": per_example["rot_err_deg"],
                             "add_norm": per_example["add_norm"], "detected": per_example["detected"]},
         }
+        if "combined" in per_row:
+            doc["curves_by_output"] = {
+                n: {"rotation_deg": rot_curves[labels[n]], "add_norm": add_curves[labels[n]]} for n in per_row}
+            doc["per_example_by_output"] = {
+                n: {"rot_err_deg": pe["rot_err_deg"], "add_norm": pe["add_norm"]} for n, pe in per_row.items()}
         (out / f"{step}.json").write_text(json.dumps(_json_safe(doc), indent=1))
         from fgpose import viz
 
         add_label = "~e_ADD" + (" (unit-box corners)" if source == UNIT_BOX else "")
         viz.plot_accuracy_curves(
-            [(rot_t, {"ours": rot_curve}, "rotation error threshold (degrees)", "Acc (rotation)"),
-             (add_t, {"ours": add_curve}, f"{add_label} threshold", "Acc (ADD)")],
+            [(rot_t, rot_curves, "rotation error threshold (degrees)", "Acc (rotation)"),
+             (add_t, add_curves, f"{add_label} threshold", "Acc (ADD)")],
             out / f"{step}_accuracy.png", title=f"{config.dataset.name} @ step {step}")
         if images:
             panels = []
@@ -440,15 +566,45 @@ def evaluate(
                 labels = int(rows["labels"][i, 0])
                 v = verts[labels][vmask[labels]]
                 corners = _box_corners(v)
-                pxy, _ = camera.project_points(jnp.asarray(rows["pred/projection"][i]), jnp.asarray(corners))
+                pxy, _ = camera.project_points(jnp.asarray(per_example["projection"][i]), jnp.asarray(corners))
                 gxy, _ = camera.project_points(jnp.asarray(per_example["p_gt"][i]), jnp.asarray(corners))
                 text = f"eR {per_example['rot_err_deg'][i]:.1f} deg  ADD {per_example['add_norm'][i]:.3f}"
                 panels.append(viz.pose_overlay(
                     image, pred_box=rows["pred/top_box"][i], gt_box=rows["boxes"][i, 0],
                     pred_points=np.asarray(pxy) * scale, gt_points=np.asarray(gxy) * scale,
                     edges=BOX_EDGES, text=text))
+                if "pred/field" in rows:
+                    panels.append(field_picture(rows["pred/field"][i], rows["pred/field_fg"][i], panels[-1].shape[0]))
             viz.save_image_grid(panels, out / f"{step}_overlays.png")
     return results
+
+
+def field_picture(field: np.ndarray, field_fg: np.ndarray, height: int) -> np.ndarray:
+    """The predicted field ``(S, S, 3)`` as RGB (:func:`fgpose.viz.location_field_to_rgb`, XYZ in
+    ``[-0.5, 0.5]`` -> 0..255, black where ``field_fg < 0.5``), enlarged (nearest) to about
+    ``height`` pixels."""
+    from fgpose import viz
+
+    rgb = viz.location_field_to_rgb(field, np.asarray(field_fg) >= 0.5)
+    k = max(1, height // rgb.shape[0])
+    return np.repeat(np.repeat(rgb, k, axis=0), k, axis=1)
+
+
+def fit_fusion(config, graphdef, state, *, mesh, state_shardings, eval_iterator_fn=None) -> tuple[float, str]:
+    """``(fusion weight, source)``: ``model.field.fusion_weight`` (source ``'config'``) or,
+    with ``eval.fusion_holdout = N > 0``, :func:`fit_fusion_weight` on the first ``N`` training
+    examples over ``eval.fusion_grid = (lo, hi, count)`` (module docstring)."""
+    n = int(config.eval.fusion_holdout)
+    if n <= 0:
+        return float(config.model.field.fusion_weight), "config"
+    rows, _ = run_predictions(config, graphdef, state, mesh=mesh, state_shardings=state_shardings,
+                              eval_iterator_fn=eval_iterator_fn, split=config.dataset.train_split, limit=n)
+    lo, hi, count = config.eval.fusion_grid
+    weight, _ = fit_fusion_weight(jnp.asarray(pose_quaternion(rows["pred/pose_appearance"])),
+                                  jnp.asarray(pose_quaternion(rows["pred/pose_field"])),
+                                  jnp.asarray(pose_quaternion(rows["pose"][:, 0])),
+                                  np.linspace(float(lo), float(hi), int(count)))
+    return float(weight), f"fitted on {len(rows['index'])} training examples"
 
 
 BOX_EDGES = ((0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5), (2, 6), (3, 7))
@@ -473,7 +629,7 @@ def evaluate_workdir(config, workdir: str | os.PathLike, *, step: int | None = N
         :func:`fgpose.models.build.build_model` without pretrained weights, which the
         checkpoint replaces).
     """
-    validate_config(config)
+    validate_config(config, training=False)
     if num_classes is None:
         num_classes = resolve_num_classes(config)
     mesh = distributed.make_mesh(dict(config.train.mesh_shape))

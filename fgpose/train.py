@@ -28,6 +28,12 @@
   ``log_every`` steps, evaluation (:func:`fgpose.evaluate.evaluate`) every ``eval_every``
   steps and at the end.
 
+* Tasks: ``config.task = 'detector'`` (default) trains the pose detector;
+  ``'field_pose'`` pre-trains the pose-from-field network on rendered location fields
+  (:mod:`fgpose.field_pose_task`: its model, data and evaluation replace the detector's, the
+  loop is the same). A detector with ``model.field.enabled`` loads that run's network from
+  ``model.field.pose_checkpoint`` when it starts from scratch (after ``init_checkpoint``).
+
 Imports run one way: :mod:`fgpose.distributed` -> :mod:`fgpose.checkpoint` ->
 :mod:`fgpose.evaluate` -> this module; nothing imports this module but the CLI.
 """
@@ -52,6 +58,7 @@ from flax import nnx
 from fgpose import checkpoint as ckpt
 from fgpose import distributed
 from fgpose import evaluate as evaluate_lib
+from fgpose import field_pose_task
 from fgpose.config import ConfigError, resolve_num_classes, validate_config
 from fgpose.data import make_train_iterator
 from fgpose.metric_writer import MetricWriter
@@ -210,6 +217,14 @@ def train_and_evaluate(
     validate_config(config)
     workdir = pathlib.Path(workdir)
     primary = distributed.is_primary()
+    field_pose = config.task == "field_pose"
+    if field_pose:
+        pool = None if train_iterator_fn is not None and eval_fn is not None else field_pose_task.cad_pool(config)
+        model_fn = model_fn or field_pose_task.build_model
+        train_iterator_fn = train_iterator_fn or (
+            lambda c, start, pi, pc: field_pose_task.make_train_iterator(c, start, pi, pc, pool=pool))
+        eval_fn = eval_fn or (lambda setup_, step: field_pose_task.evaluate(config, workdir, setup_, step, pool=pool))
+        num_classes = 0 if num_classes is None else num_classes
     if num_classes is None:
         num_classes = resolve_num_classes(config)
     if primary:
@@ -223,9 +238,17 @@ def train_and_evaluate(
     if restored is not None:
         start_step, s.state, s.opt_state = restored
         log.info("resumed from %s at step %d", manager.directory, start_step)
-    elif config.train.init_checkpoint:
-        s.state = ckpt.load_params_from(config.train.init_checkpoint, s.state, s.state_shardings)
-        s.opt_state = jax.jit(s.tx.init, out_shardings=s.opt_shardings)(s.state["params"])
+    else:
+        loaded = False
+        if config.train.init_checkpoint:
+            s.state = ckpt.load_params_from(config.train.init_checkpoint, s.state, s.state_shardings)
+            loaded = True
+        field = config.model.field
+        if not field_pose and field.enabled and field.pose_checkpoint:
+            s.state = field_pose_task.load_pose_net(field.pose_checkpoint, s.state, s.state_shardings)
+            loaded = True
+        if loaded:
+            s.opt_state = jax.jit(s.tx.init, out_shardings=s.opt_shardings)(s.state["params"])
 
     num_steps = int(config.train.num_steps)
     end_step = num_steps if stop_after is None else min(num_steps, start_step + int(stop_after))

@@ -9,13 +9,17 @@
 
 from fgpose.config.checks import ConfigError, validate_config
 from fgpose.config.dataset import build_dataset, resolve_num_classes
-from fgpose.config.defaults import LOSS_TERMS, base_config, model_config, tiny_model_config
+from fgpose.config.defaults import (FIELD_LOSS_TERMS, LOSS_TERMS, base_config, enable_field, field_pose_base_config, model_config,
+                                   tiny_model_config)
 
 __all__ = [
     "ConfigError",
+    "FIELD_LOSS_TERMS",
     "LOSS_TERMS",
     "base_config",
     "build_dataset",
+    "enable_field",
+    "field_pose_base_config",
     "model_config",
     "resolve_num_classes",
     "tiny_model_config",

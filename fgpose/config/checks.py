@@ -13,13 +13,27 @@ VALID_NORMS = ("frozen_bn", "group")
 VALID_INITS = ("random", "keras_resnet50")
 VALID_DTYPES = ("float32", "bfloat16")
 VALID_PARAM_SHARDING = ("replicated", "fsdp")
+VALID_TASKS = ("detector", "field_pose")
+
+FIELD_POSE_CONFIG = {"synthetic_pose3d": "synthetic", "stanford_cars3d": "stanford_cars3d",
+                     "compcars3d": "compcars3d", "fgvc_aircraft3d": "fgvc_aircraft3d"}
+"""``configs/field_pose_<name>.py`` that pre-trains the pose-from-field network of a dataset."""
+
+
+def field_pose_command(dataset: str) -> tuple[str, str]:
+    """``(command, workdir)``: the command that makes the pose-from-field checkpoint for
+    ``dataset`` and the workdir it writes."""
+    name = FIELD_POSE_CONFIG.get(dataset, dataset)
+    workdir = f"runs/field_pose_{name}"
+    return f"python -m fgpose.train --config configs/field_pose_{name}.py --workdir {workdir}", workdir
 
 
 class ConfigError(ValueError):
     """An invalid experiment config; the message says which field to change and how."""
 
 
-def validate_config(config, *, num_devices: int | None = None, process_count: int | None = None) -> None:
+def validate_config(config, *, num_devices: int | None = None, process_count: int | None = None,
+                    training: bool = True) -> None:
     """Checks values that would otherwise fail late or silently; raises :class:`ConfigError`.
 
     Every problem found is listed, each with the override that fixes it. Does not open the
@@ -29,6 +43,8 @@ def validate_config(config, *, num_devices: int | None = None, process_count: in
       config: a full config (:func:`fgpose.config.base_config` and overrides).
       num_devices: global device count (default ``jax.device_count()``).
       process_count: number of processes (default ``jax.process_count()``).
+      training: also check what only training reads (``model.field.pose_checkpoint``: an
+        evaluation restores the network with the rest of the run's checkpoint).
     """
     num_devices = jax.device_count() if num_devices is None else num_devices
     process_count = jax.process_count() if process_count is None else process_count
@@ -55,6 +71,27 @@ def validate_config(config, *, num_devices: int | None = None, process_count: in
         need(wp is None or os.path.exists(wp),
              f"model.backbone.weights_path={wp!r} does not exist; point it at a Keras ResNet50 .h5 weights file "
              f"or set it to None to use keras.applications.ResNet50(weights='imagenet')")
+    task = config.task
+    need(task in VALID_TASKS, f"task={task!r}: use one of {VALID_TASKS}")
+    field = config.model.field
+    need(isinstance(field.size, int) and field.size >= 2 and field.size % 2 == 0,
+         f"model.field.size={field.size!r} must be an even int >= 2 (the head upsamples size/2 RoI features 2x)")
+    fw = field.fusion_weight
+    need(isinstance(fw, (int, float)) and 0 <= fw <= 1, f"model.field.fusion_weight={fw!r} must be in [0, 1]")
+    if field.enabled and task == "detector" and training:
+        pc = field.pose_checkpoint
+        cmd, run = field_pose_command(config.dataset.name)
+        if pc is None:
+            need(field.finetune_pose_net,
+                 f"model.field.pose_checkpoint is None but the pose-from-field network is frozen "
+                 f"(model.field.finetune_pose_net=False): pre-train it first with `{cmd}` and set "
+                 f"--config.model.field.pose_checkpoint={run} (or fine-tune it from scratch: "
+                 f"--config.model.field.finetune_pose_net=True)")
+        else:
+            need(os.path.exists(pc),
+                 f"model.field.pose_checkpoint={pc!r} does not exist: make it with `{cmd}` "
+                 f"(or point --config.model.field.pose_checkpoint at the workdir of such a run)")
+        need(config.data.with_fields, "model.field.enabled needs the fields in the batches: --config.data.with_fields=True")
     dtype = config.model.compute_dtype
     need(dtype in VALID_DTYPES, f"model.compute_dtype={dtype!r}: use one of {VALID_DTYPES}")
 
@@ -137,5 +174,5 @@ def validate_config(config, *, num_devices: int | None = None, process_count: in
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
 
 
-__all__ = ["ConfigError", "VALID_DEPTHS", "VALID_DTYPES", "VALID_INITS", "VALID_NORMS", "VALID_PARAM_SHARDING",
-           "validate_config"]
+__all__ = ["ConfigError", "FIELD_POSE_CONFIG", "VALID_DEPTHS", "VALID_DTYPES", "VALID_INITS", "VALID_NORMS",
+           "VALID_PARAM_SHARDING", "VALID_TASKS", "field_pose_command", "validate_config"]

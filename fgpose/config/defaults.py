@@ -17,8 +17,16 @@ from __future__ import annotations
 
 import ml_collections
 
-LOSS_TERMS = ("rpn_cls", "rpn_box", "cls", "box", "quaternion", "offset", "distance", "focal")
-"""The detector's loss terms; ``config.model.loss.<term>`` is each one's weight."""
+LOSS_TERMS = ("rpn_cls", "rpn_box", "cls", "box", "quaternion", "offset", "distance", "focal",
+              "field_xyz", "field_fg", "field_quaternion")
+"""The detector's loss terms; ``config.model.loss.<term>`` is each one's weight. The three
+``field_*`` terms exist only with ``model.field.enabled`` (:data:`FIELD_LOSS_TERMS`)."""
+
+FIELD_LOSS_TERMS = ("field_xyz", "field_fg", "field_quaternion")
+"""The location-field branch's loss terms: masked smooth-L1 on XYZ, BCE on the foreground
+(:func:`fgpose.models.field_head.field_losses`) and the pose-from-field network's quaternion
+loss on the predicted field (only when ``model.field.finetune_pose_net``)."""
+
 
 
 def model_config() -> ml_collections.ConfigDict:
@@ -46,6 +54,18 @@ def model_config() -> ml_collections.ConfigDict:
     * ``test.nms_threshold`` (0.5).
     * ``pixel_mean`` / ``pixel_std``: RGB, 0..255 scale (ImageNet statistics).
     * ``compute_dtype``: ``'float32'`` or ``'bfloat16'`` (parameters stay float32).
+    * ``field``: the location-field branch (Wang et al. 2018, section 4.2), off by default
+      (then the detector is exactly the baseline): ``enabled``; ``size`` (S = 28: the field
+      head runs on ``S/2 x S/2`` RoIAlign features of the foreground RoIs and outputs
+      ``S x S``); ``num_conv`` / ``width`` of its conv stack (Mask R-CNN: 4 x 256);
+      ``xyz_beta`` (smooth-L1 beta of the XYZ loss, model units); ``pose_net.*``
+      (:class:`fgpose.models.field_pose.FieldPoseNet`: ``channels``, ``fc_dim``, ``num_fc``);
+      ``pose_checkpoint`` (workdir of a ``configs/field_pose_<dataset>.py`` run whose
+      network is loaded at the start of training; ``None``: random init, tests only);
+      ``finetune_pose_net`` (False: the loaded weights are frozen; True: trained further by
+      the ``field_quaternion`` loss on the stop-gradient of the predicted field);
+      ``fusion_weight`` (share of the field quaternion in the combined pose,
+      :func:`fgpose.models.quaternion_fusion.fuse_quaternions`).
     """
     m = ml_collections.ConfigDict()
     m.backbone = ml_collections.ConfigDict()
@@ -101,6 +121,19 @@ def model_config() -> ml_collections.ConfigDict:
     m.test.score_threshold = 0.05
     m.test.detections_per_image = 100
     m.test.nms_threshold = 0.5
+    m.field = ml_collections.ConfigDict()
+    m.field.enabled = False
+    m.field.size = 28
+    m.field.num_conv = 4
+    m.field.width = 256
+    m.field.xyz_beta = 0.05
+    m.field.pose_net = ml_collections.ConfigDict()
+    m.field.pose_net.channels = (32, 64, 128)
+    m.field.pose_net.fc_dim = 256
+    m.field.pose_net.num_fc = 1
+    m.field.pose_checkpoint = ml_collections.FieldReference(None, field_type=str)
+    m.field.finetune_pose_net = False
+    m.field.fusion_weight = 0.5
     m.pixel_mean = (123.675, 116.28, 103.53)
     m.pixel_std = (58.395, 57.12, 57.375)
     m.compute_dtype = "float32"
@@ -123,12 +156,21 @@ def tiny_model_config() -> ml_collections.ConfigDict:
     m.box_head.fc_dim = 32
     m.pose_head.fc_dim = 32
     m.test.detections_per_image = 5
+    m.field.size = 8
+    m.field.num_conv = 1
+    m.field.width = 8
+    m.field.pose_net.channels = (8, 8)
+    m.field.pose_net.fc_dim = 16
     return m
 
 
 def base_config() -> ml_collections.ConfigDict:
     """The full config tree with every default (R50-FPN, 800x1344 input, StanfordCars3D v1)."""
     c = ml_collections.ConfigDict()
+    # 'detector': the pose detector (fgpose.models.detector); 'field_pose': pre-training of the
+    # pose-from-field network on rendered location fields (fgpose.field_pose_task, section
+    # ``field_pose``) through the same loop, checkpoints and logs.
+    c.task = "detector"
 
     # ------------------------------------------------------------------ dataset
     c.dataset = ml_collections.ConfigDict()
@@ -153,6 +195,25 @@ def base_config() -> ml_collections.ConfigDict:
 
     # ------------------------------------------------------------------ model
     c.model = model_config()
+
+    # ------------------------------------------------------------------ pose-from-field pre-training
+    # (task 'field_pose'): location fields rendered from the dataset's class meshes
+    # (fgpose.data.registry.class_meshes) at poses of the dataset's prior, made to look like
+    # field-head output (fgpose.models.field_augment); the network is config.model.field.pose_net
+    # on model.field.size x model.field.size fields.
+    c.field_pose = ml_collections.ConfigDict()
+    c.field_pose.render_hw = (64, 64)  # rendered field of the object's box, before augmentation
+    c.field_pose.category = ml_collections.FieldReference(None, field_type=str)  # None: the pool's own
+    c.field_pose.max_faces = 4000  # meshes are simplified to at most this many faces (padding cost)
+    c.field_pose.augment = ml_collections.ConfigDict()
+    c.field_pose.augment.box_shift = 0.1
+    c.field_pose.augment.box_log_scale = 0.15
+    c.field_pose.augment.morph_prob = 0.5
+    c.field_pose.augment.boundary_flip = 0.2
+    c.field_pose.augment.xyz_sigma = 0.01
+    c.field_pose.eval_batches = 8  # held-out rendered batches (another seed) for the final eval
+    # Also score the network on the true fields of this many eval-split examples (0: off).
+    c.field_pose.true_field_examples = 256
 
     # ------------------------------------------------------------------ optimiser
     c.optim = ml_collections.ConfigDict()
@@ -201,7 +262,45 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.thresholds.add = (0.0, 1.0, 101)
     c.eval.max_examples = ml_collections.FieldReference(None, field_type=int)  # None: whole split
     c.eval.ap_iou = 0.5
+    # Field branch: the fusion weight is fitted (fit_fusion_weight) on the first
+    # ``fusion_holdout`` examples of the training split (0: keep model.field.fusion_weight).
+    c.eval.fusion_holdout = 0
+    c.eval.fusion_grid = (0.0, 1.0, 21)
     return c
 
 
-__all__ = ["LOSS_TERMS", "base_config", "model_config", "tiny_model_config"]
+def enable_field(c: ml_collections.ConfigDict, field_pose_run: str) -> ml_collections.ConfigDict:
+    """Turns on the location-field branch of a detector config ``c`` (in place; returned).
+
+    Sets ``model.field.enabled``, ``data.with_fields`` (the batches carry the mask and field)
+    and ``model.field.pose_checkpoint = 'runs/field_pose_<field_pose_run>'``, the default
+    workdir of ``python -m fgpose.train --config configs/field_pose_<field_pose_run>.py``.
+    """
+    c.model.field.enabled = True
+    c.data.with_fields = True
+    c.model.field.pose_checkpoint = f"runs/field_pose_{field_pose_run}"
+    return c
+
+
+def field_pose_base_config() -> ml_collections.ConfigDict:
+    """:func:`base_config` for pose-from-field pre-training (``task = 'field_pose'``).
+
+    The network is ``model.field.pose_net`` on ``model.field.size`` fields (the detector's
+    defaults, so a detector with the default field section loads it as is); SGD with momentum
+    at LR 0.02 after a 200-step warm-up, decayed at 2/3 and 8/9 of 12,000 steps of 64 fields
+    (768k rendered fields, ~20 per pose-prior mode and mesh of a 200-class pool). Datasets:
+    ``configs/field_pose_<dataset>.py`` set ``dataset`` (the CAD pool and the pose prior).
+    """
+    c = base_config()
+    c.task = "field_pose"
+    c.optim.warmup_steps = 200
+    c.optim.decay_steps = (8_000, 10_700)
+    c.train.global_batch_size = 64
+    c.train.num_steps = 12_000
+    c.train.log_every = 100
+    c.train.eval_every = 2_000
+    c.train.checkpoint_every = 1_000
+    return c
+
+
+__all__ = ["FIELD_LOSS_TERMS", "enable_field", "field_pose_base_config", "LOSS_TERMS", "base_config", "model_config", "tiny_model_config"]

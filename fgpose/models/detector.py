@@ -36,6 +36,19 @@ above ``test.score_threshold``, top ``test.detections_per_image``. The pose head
 on RoI features re-pooled at the refined box of the top-scoring detection (cascade) and is
 decoded to the release's 7 parameters and to ``P`` in original-photo pixels.
 
+Location-field branch (``model.field.enabled``, Wang et al. 2018 section 4.2; off by default,
+when the detector is exactly the baseline above): a :class:`~fgpose.models.field_head.FieldHead`
+on ``S/2 x S/2`` RoIAlign features of the same foreground prefix of sampled RoIs as the pose
+head, trained on :func:`~fgpose.models.field_targets.roi_field_targets` of the batch's
+``location_field`` / ``mask`` (input frame, so field scale ``(1, 1)``) with the ``field_xyz``
+and ``field_fg`` losses; a :class:`~fgpose.models.field_pose.FieldPoseNet` regressing the
+quaternion from the *stop-gradient* of the predicted field (loaded from a pre-training run;
+frozen, i.e. its weights are :class:`FrozenWeight` and no loss reaches them, or fine-tuned by
+the ``field_quaternion`` loss, which reaches neither the field head nor the backbone). At
+inference its quaternion is fused with the appearance head's
+(:func:`~fgpose.models.quaternion_fusion.fuse_quaternions`, ``field.fusion_weight``); offset,
+distance and focal always come from the appearance head.
+
 Everything is jit-able with static shapes (anchors are NumPy constants of the static input
 size); the batch is handled by batched ops / ``vmap``. Computation runs in
 ``model.compute_dtype`` (``'bfloat16'`` or ``'float32'``) with float32 parameters; head
@@ -73,9 +86,13 @@ from fgpose.models.boxes import (
     sample_balanced,
     smooth_l1_loss,
 )
+from fgpose.models.field_head import FieldHead, field_losses
+from fgpose.models.field_pose import FieldPoseNet, field_pose_from_predicted_field, quaternion_loss
+from fgpose.models.field_targets import roi_field_targets
 from fgpose.models.fpn import FPN
 from fgpose.models.heads import BoxHead, PoseHead
 from fgpose.models.nms import batched_nms
+from fgpose.models.quaternion_fusion import fuse_quaternions, quaternion_angle
 from fgpose.models.resnet import ResNet
 from fgpose.models.roi_align import multilevel_roi_align
 from fgpose.models.rpn import RPNHead, anchor_labels, propose, rpn_losses
@@ -100,6 +117,19 @@ def _take(x: Array, idx: Array) -> Array:
     return jax.vmap(lambda a, i: a[i])(x, idx)
 
 
+class FrozenWeight(nnx.Variable):
+    """Non-trainable weights: a pre-trained network kept fixed (not ``nnx.Param``, so the
+    optimizer never sees it; it is saved and restored with the rest of the state)."""
+
+
+def freeze(module: nnx.Module) -> None:
+    """Turns every ``nnx.Param`` of ``module`` into a :class:`FrozenWeight` (same values), in place."""
+    targets = [(node, name) for _, node in nnx.iter_graph(module) if isinstance(node, nnx.Module)
+               for name, value in vars(node).items() if isinstance(value, nnx.Param)]
+    for node, name in targets:
+        setattr(node, name, FrozenWeight(getattr(node, name)[...]))
+
+
 # ----------------------------------------------------------------------------- model
 
 
@@ -113,7 +143,10 @@ class PoseDetector(nnx.Module):
       rngs: parameter initialisation.
 
     Attributes:
-      backbone (:class:`~fgpose.models.resnet.ResNet`), fpn, rpn, box_head, pose_head.
+      backbone (:class:`~fgpose.models.resnet.ResNet`), fpn, rpn, box_head, pose_head; with
+      ``field.enabled`` also field_head (:class:`~fgpose.models.field_head.FieldHead`) and
+      field_pose_net (:class:`~fgpose.models.field_pose.FieldPoseNet`, frozen unless
+      ``field.finetune_pose_net``).
     """
 
     def __init__(self, model_config, num_classes: int, *, rngs: nnx.Rngs):
@@ -200,6 +233,23 @@ class PoseDetector(nnx.Module):
             detections_per_image=int(cfg.test.detections_per_image),
             nms_threshold=float(cfg.test.nms_threshold),
         )
+        field = cfg.field
+        self.field_enabled = bool(field.enabled)
+        if self.field_enabled:
+            self.field_size = int(field.size)
+            if self.field_size % 2:
+                raise ValueError(f"field.size must be even (2x upsampling), got {self.field_size}")
+            self.field_head = FieldHead(channels, width=int(field.width), num_conv=int(field.num_conv),
+                                        dtype=self.dtype, rngs=rngs)
+            net = field.pose_net
+            self.field_pose_net = FieldPoseNet(self.field_size, channels=tuple(int(c) for c in net.channels),
+                                               fc_dim=int(net.fc_dim), num_fc=int(net.num_fc), dtype=self.dtype,
+                                               rngs=rngs)
+            self.finetune_pose_net = bool(field.finetune_pose_net)
+            if not self.finetune_pose_net:
+                freeze(self.field_pose_net)
+            self.xyz_beta = float(field.xyz_beta)
+            self.fusion_weight = float(field.fusion_weight)
 
     # ------------------------------------------------------------------ building blocks
 
@@ -246,12 +296,13 @@ class PoseDetector(nnx.Module):
         )
         return jax.lax.stop_gradient(boxes), valid
 
-    def pool(self, feats: Mapping[str, Array], boxes: Array) -> Array:
-        """Multi-level RoIAlign of ``boxes (B, R, 4)`` -> ``(B, R, S, S, C)`` (compute dtype)."""
+    def pool(self, feats: Mapping[str, Array], boxes: Array, output_size: int | None = None) -> Array:
+        """Multi-level RoIAlign of ``boxes (B, R, 4)`` -> ``(B, R, S, S, C)`` (compute dtype);
+        ``S = output_size`` (default ``roi.output_size``)."""
         return multilevel_roi_align(
             {lvl: feats[lvl] for lvl in self.roi_levels},
             jax.lax.stop_gradient(boxes),
-            output_size=self.roi_cfg["output_size"],
+            output_size=self.roi_cfg["output_size"] if output_size is None else int(output_size),
             sampling_ratio=self.roi_cfg["sampling_ratio"],
             aligned=self.roi_cfg["aligned"],
             levels=self.roi_levels,
@@ -273,6 +324,14 @@ class PoseDetector(nnx.Module):
         if self.box_features:
             extra = self._pose_extra(boxes, batch["frame_height"], batch["original_hw"], batch["scale"])
         return self.pose_head(flat, extra)
+
+    def field_outputs(self, feats: Mapping[str, Array], boxes: Array) -> dict[str, Array]:
+        """Field branch on ``boxes (B, R, 4)``: ``xyz (B, R, S, S, 3)``, ``fg_logit (B, R, S, S)``
+        (field head on ``S/2 x S/2`` RoIAlign features) and ``quaternion (B, R, 4)``, the raw
+        pose-from-field quaternion of the stop-gradient of that field."""
+        xyz, fg_logit = self.field_head(self.pool(feats, boxes, self.field_size // 2))
+        q = field_pose_from_predicted_field(xyz, fg_logit, self.field_pose_net)
+        return {"xyz": xyz, "fg_logit": fg_logit, "quaternion": q}
 
     def _coding_kwargs(self) -> dict[str, Any]:
         return dict(distance_scale=self.distance_scale, focal_scale=self.focal_scale, coding=self.coding)
@@ -311,7 +370,8 @@ class PoseDetector(nnx.Module):
         these), ``gt_valid`` ``(B, G)``, ``class_logits`` ``(B, S, C+1)``, ``box_deltas``
         ``(B, S, 4)`` and ``pose`` (coded outputs of the pose head on the first
         ``fg_slots = int(S * roi.positive_fraction)`` sampled RoIs, the only slots that can
-        be foreground: ``(B, fg_slots, ...)``).
+        be foreground: ``(B, fg_slots, ...)``); with the field branch also ``field``
+        (:meth:`field_outputs` on those ``fg_slots`` RoIs).
         """
         image_hw = jnp.asarray(batch["image_hw"])
         gt_boxes = jnp.asarray(batch["boxes"], jnp.float32)
@@ -343,7 +403,9 @@ class PoseDetector(nnx.Module):
         # pose loss (4x less pose-head work at the default positive fraction 0.25).
         p = self.fg_slots
         pose = self.pose_outputs(roi_feats[:, :p], rois["boxes"][:, :p], batch)
+        extra = {"field": self.field_outputs(feats, rois["boxes"][:, :p])} if self.field_enabled else {}
         return {
+            **extra,
             "feats": feats,
             "rpn_losses": (rpn_cls, rpn_box),
             "rpn_accuracy": rpn_acc,
@@ -386,7 +448,10 @@ class PoseDetector(nnx.Module):
           ``loss_quaternion``, ``loss_offset``, ``loss_distance``, ``loss_focal``, and
           ``rpn_accuracy``, ``rpn_fg_recall``, ``roi_accuracy``, ``roi_fg_accuracy``,
           ``roi_num_fg``, ``roi_num_bg`` (per image), ``roi_rotation_error_deg`` (mean
-          rotation error of the foreground RoIs' predicted quaternions).
+          rotation error of the foreground RoIs' predicted quaternions). With the field
+          branch (batch also holds ``location_field (B, H_in, W_in, 3)`` and ``mask (B, H_in,
+          W_in)``): ``loss_field_xyz``, ``loss_field_fg``, ``loss_field_quaternion`` (only when
+          fine-tuning the pose-from-field network) and ``field_rotation_error_deg``.
         """
         return self.loss_from_outputs(self.forward_train(batch, key), batch)
 
@@ -455,6 +520,11 @@ class PoseDetector(nnx.Module):
 
         rpn_cls, rpn_box = out["rpn_losses"]
         unweighted = {"rpn_cls": rpn_cls, "rpn_box": rpn_box, "cls": loss_cls, "box": loss_box, **pose_losses}
+        field_metrics = {}
+        if self.field_enabled:
+            field_terms, field_metrics = self._field_losses(out["field"], batch, roi_boxes, fg, n_fg,
+                                                            targets["quaternion"])
+            unweighted.update(field_terms)
         total = sum(self.loss_weights[k] * v for k, v in unweighted.items())
         b = labels.shape[0]
         metrics = {f"loss_{k}": v for k, v in unweighted.items()}
@@ -466,9 +536,29 @@ class PoseDetector(nnx.Module):
             roi_num_fg=jnp.sum(fg) / b,
             roi_num_bg=jnp.sum(labels == 0) / b,
             roi_rotation_error_deg=jnp.degrees(rot_err),
+            **field_metrics,
         )
         metrics = {k: jax.lax.stop_gradient(jnp.asarray(v, jnp.float32)) for k, v in metrics.items()}
         return jnp.asarray(total, jnp.float32), metrics
+
+    def _field_losses(self, field_out, batch, roi_boxes, fg, n_fg, q_target):
+        """Field-branch loss terms and metrics on the ``fg_slots`` prefix of sampled RoIs.
+
+        ``roi_boxes (B, P, 4)`` (input pixels; a unit box where not foreground), ``fg (B, P)``,
+        ``q_target (B, P, 4)`` (canonical GT quaternions; neutral where not foreground).
+        """
+        s = self.field_size
+        ones = jnp.ones((roi_boxes.shape[0], 2), jnp.float32)  # the batch's field is in input pixels
+        xyz_t, fg_t = jax.vmap(lambda f, m, b, sc: roi_field_targets(f, m, b, sc, s))(
+            jnp.asarray(batch["location_field"]), jnp.asarray(batch["mask"]), roi_boxes, ones)
+        terms = field_losses(field_out["xyz"], field_out["fg_logit"], xyz_t, fg_t, fg, beta=self.xyz_beta)
+        out = {"field_xyz": terms["xyz"], "field_fg": terms["fg"]}
+        q = field_out["quaternion"]
+        if self.finetune_pose_net:
+            q_l = quaternion_loss(q, q_target, self.pose_beta, self.sign_invariant)
+            out["field_quaternion"] = jnp.sum(jnp.where(fg, q_l, 0.0)) / n_fg
+        err = jnp.sum(jnp.where(fg, quaternion_angle(q, q_target), 0.0)) / n_fg
+        return out, {"field_rotation_error_deg": jnp.degrees(err)}
 
     # ------------------------------------------------------------------ inference
 
@@ -489,6 +579,14 @@ class PoseDetector(nnx.Module):
           (azimuth, elevation, theta [rad], distance, f, u, v) predicted from RoI features
           re-pooled at ``top_box``; ``projection (B, 3, 4)`` its ``P`` in original-photo
           pixels (:func:`fgpose.models.pose_coding.projection_original`).
+
+          With the field branch (``S = field.size``) also: ``field (B, S, S, 3)`` float32
+          predicted model-space XYZ inside ``top_box`` (bin ``(i, j)`` centred at ``y0 + (i +
+          0.5) (y1 - y0) / S``, ``x0 + (j + 0.5) (x1 - x0) / S``, input pixels like
+          ``top_box``), ``field_fg (B, S, S)`` float32 foreground probability (sigmoid of the
+          logit), ``pose_appearance (B, 7)`` (the appearance head's pose), ``pose_field (B, 7)``
+          (the same with the pose-from-field quaternion); ``pose`` is then the combined pose
+          (quaternions fused with weight ``field.fusion_weight``) and ``projection`` its ``P``.
         """
         image_hw = jnp.asarray(batch["image_hw"])
         feats = self.features(batch)
@@ -528,6 +626,17 @@ class PoseDetector(nnx.Module):
         coded = self.pose_outputs(top_feats, top_box[:, None, :], batch)
         coded = jax.tree.map(lambda x: x[:, 0], coded)
         pose = self.decode_pose(coded, top_box, batch)
+        extra = {}
+        if self.field_enabled:
+            f = jax.tree.map(lambda x: x[:, 0], self.field_outputs(feats, top_box[:, None, :]))
+            fused = fuse_quaternions(coded["quaternion"], f["quaternion"], self.fusion_weight)
+            extra = {
+                "field": f["xyz"],
+                "field_fg": jax.nn.sigmoid(f["fg_logit"]),
+                "pose_appearance": pose,
+                "pose_field": self.decode_pose(dict(coded, quaternion=f["quaternion"]), top_box, batch),
+            }
+            pose = self.decode_pose(dict(coded, quaternion=fused), top_box, batch)
         projection = pose_coding.projection_original(
             pose, jnp.asarray(batch["frame_height"], jnp.float32), jnp.asarray(batch["original_hw"], jnp.float32)
         )
@@ -542,6 +651,7 @@ class PoseDetector(nnx.Module):
             "top_valid": top_valid,
             "pose": pose,
             "projection": projection,
+            **extra,
         }
 
     def decode_pose(self, coded: Mapping[str, Array], boxes: Array, batch: Mapping[str, Array]) -> Array:
@@ -562,4 +672,4 @@ class PoseDetector(nnx.Module):
         return pose.at[..., 3].set(d).at[..., 4].set(f)
 
 
-__all__ = ["PoseDetector", "default_model_config", "tiny_model_config"]
+__all__ = ["FrozenWeight", "PoseDetector", "freeze", "default_model_config", "tiny_model_config"]

@@ -86,6 +86,7 @@ def location_field_stream(
     crop_to_box: bool = True,
     image_max_side: int | None = None,
     num_batches: int | None = None,
+    start: int = 0,
     min_visible: float = 0.6,
     min_size: float = 0.15,
 ) -> Iterator[dict]:
@@ -104,6 +105,8 @@ def location_field_stream(
       image_max_side: cap of the sampled photo sizes (:func:`sample_image_hw`); it changes
         the photo frame (``box``, ``image_hw``) but not the field of a crop.
       num_batches: stop after this many batches (default: infinite).
+      start: index of the first batch (a resumed run starts at its step: batch ``k`` is the
+        same whatever ``start``).
       min_visible, min_size: pose rejection (:func:`sample_poses`).
 
     Yields:
@@ -125,8 +128,8 @@ def location_field_stream(
     hull = np.stack([np.concatenate([h, np.repeat(h[:1], npts - len(h), 0)]) for h in hulls])  # (M, Pmax, 3)
     cats = np.asarray(cats)
     fh_out, fw_out = int(field_hw[0]), int(field_hw[1])
-    k = 0
-    while num_batches is None or k < num_batches:
+    k = int(start)
+    while num_batches is None or k < start + num_batches:
         rng = np.random.default_rng([int(seed), k])
         idx = rng.integers(0, len(meshes), batch_size)
         hw = np.zeros((batch_size, 2), np.int64)
