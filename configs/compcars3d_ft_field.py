@@ -12,19 +12,10 @@ from __future__ import annotations
 
 import ml_collections
 
-from fgpose.config import base_config, enable_field
+from fgpose.config import config_beside, enable_field
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = base_config()
-    c.dataset.name = "compcars3d"
-    c.dataset.builder_config = "v1"  # the release's only annotations of CompCars
-    c.dataset.num_classes = 113
-    c.optim.base_lr = 0.002
-    c.optim.warmup_steps = 100
-    c.train.num_steps = 4_000
-    c.optim.decay_steps = (3_000,)
-    c.train.eval_every = 1_000
-    c.train.checkpoint_every = 500
+    c = enable_field(config_beside(__file__, "compcars3d_ft"), "compcars3d")
     c.train.init_checkpoint = "runs/stanford_cars3d_field"  # override with the real workdir
-    return enable_field(c, "compcars3d")
+    return c

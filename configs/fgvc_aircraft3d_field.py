@@ -7,16 +7,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from fgpose.config import base_config, enable_field
+from fgpose.config import config_beside, enable_field
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = base_config()
-    c.dataset.name = "fgvc_aircraft3d"
-    c.dataset.builder_config = "v2"
-    c.dataset.num_classes = 100
-    c.train.num_steps = 15_000
-    c.optim.decay_steps = (10_000, 13_300)
-    c.train.eval_every = 2_500
-    c.train.checkpoint_every = 1_000
-    return enable_field(c, "fgvc_aircraft3d")
+    c = enable_field(config_beside(__file__, "fgvc_aircraft3d"), "fgvc_aircraft3d")
+    return c

@@ -9,16 +9,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from fgpose.config import base_config, enable_field
+from fgpose.config import config_beside, enable_field
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = base_config()
-    c.dataset.name = "stanford_cars3d"
-    c.dataset.builder_config = "v2"  # refined annotations (v1: the human ones)
-    c.dataset.num_classes = 196
-    c.train.num_steps = 18_000
-    c.optim.decay_steps = (12_000, 16_000)
-    c.train.eval_every = 3_000
-    c.train.checkpoint_every = 1_000
-    return enable_field(c, "stanford_cars3d")
+    c = enable_field(config_beside(__file__, "stanford_cars3d"), "stanford_cars3d")
+    return c
