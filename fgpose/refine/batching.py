@@ -24,7 +24,7 @@ from fgpose import annotations as anno_lib
 from fgpose import camera
 from fgpose import mesh as mesh_lib
 from fgpose.refine import search
-from fgpose.refine.inputs import ImageInput, Skip, read_mask
+from fgpose.refine.inputs import ImageInput, Skip, read_reference
 from fgpose.refine.mesh_store import MeshStore
 
 HEIGHT_MULTIPLE = 16
@@ -53,7 +53,8 @@ class SearchImage:
       key: the annotation key.
       annotation: the starting release record (its pose is the search's start).
       frame_height: rows of the width-300 annotation frame.
-      reference: ``(frame_height, 300)`` bool reference mask in the annotation frame.
+      reference: ``(frame_height, 300)`` reference in the annotation frame: a bool mask, or
+        float32 foreground probabilities (soft references).
       mesh: the search mesh.
       coarse_mesh: the coarse pass's mesh when decimated separately, else None.
     """
@@ -80,8 +81,8 @@ class SearchBatch:
         ``face_mask (B, F) bool``.
       poses: ``(B, 7) float64`` starting poses in ``camera.POSE_FIELDS`` order (radians,
         model units, pixels of the width-300 frame).
-      references: ``(B, Hp, 300) bool``, each image's reference in rows ``:frame_height``,
-        False below.
+      references: ``(B, Hp, 300) bool`` (``float32`` when any image has a soft reference),
+        each image's reference in rows ``:frame_height``, False (0) below.
       frame_heights: ``(B,) int32``.
       coarse_mesh: packed coarse-pass meshes (own ``V``, ``F``), or None when the images
         have no separate coarse mesh.
@@ -110,7 +111,8 @@ def pack_batch(images: list[SearchImage], batch_size: int) -> SearchBatch:
     padded = list(images) + [images[-1]] * (batch_size - len(images))
     coarse = None if padded[0].coarse_mesh is None else _pack_bucketed([im.coarse_mesh for im in padded])
     heights = np.array([im.frame_height for im in padded], np.int32)
-    refs = np.zeros((batch_size, round_up(int(heights.max()), HEIGHT_MULTIPLE), camera.ANNOTATION_WIDTH), bool)
+    dtype = bool if all(im.reference.dtype == bool for im in padded) else np.float32
+    refs = np.zeros((batch_size, round_up(int(heights.max()), HEIGHT_MULTIPLE), camera.ANNOTATION_WIDTH), dtype)
     for i, im in enumerate(padded):
         refs[i, : im.frame_height] = im.reference
     poses = np.array([[getattr(im.annotation, k) for k in camera.POSE_FIELDS] for im in padded], np.float64)
@@ -126,19 +128,20 @@ def refine_batch(batch: SearchBatch, config: search.SearchConfig) -> search.Refi
                          config=config)
 
 
-def load_search_image(image: ImageInput, meshes: MeshStore) -> SearchImage | Skip:
+def load_search_image(image: ImageInput, meshes: MeshStore, soft: bool = False) -> SearchImage | Skip:
     """Reads the image's mesh(es) and reference mask; a :class:`Skip` (``mesh unreadable``,
-    ``mask unreadable`` or ``mask empty``) if they cannot be used."""
+    ``mask unreadable`` or ``mask empty``) if they cannot be used. With ``soft``, probability
+    references stay probabilities (:func:`fgpose.refine.inputs.read_reference`)."""
     try:
         mesh = meshes.get(image.mesh_path)
         coarse_mesh = meshes.get_coarse(image.mesh_path)
     except ValueError as err:
         return Skip("mesh unreadable", str(err))
     try:
-        ref = search.to_annotation_frame(read_mask(image.mask), image.width, image.height)
+        ref = search.to_annotation_frame(read_reference(image.mask, soft), image.width, image.height)
     except Exception as err:  # noqa: BLE001 - broken PNGs raise many kinds of errors
         return Skip("mask unreadable", f"{image.mask}: {type(err).__name__}: {err}")
-    if not ref.any():
+    if not (ref >= 0.5).any():
         return Skip("mask empty", f"{image.mask}: no foreground in the annotation frame")
     return SearchImage(image.key, image.annotation, image.frame_height, ref, mesh, coarse_mesh)
 
@@ -151,15 +154,17 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 
 def search_batches(images: list[ImageInput], batch_size: int, meshes: MeshStore, skipped: dict[str, Skip],
-                   on_skip: Callable[[ImageInput], None] = lambda image: None) -> Iterator[SearchBatch]:
+                   on_skip: Callable[[ImageInput], None] = lambda image: None,
+                   soft: bool = False) -> Iterator[SearchBatch]:
     """Batches of up to ``batch_size`` usable images, in order of (model id, frame height, key).
+    ``soft``: keep probability references as such (:func:`load_search_image`).
 
     Meshes and masks are read lazily, batch by batch; an unusable image is recorded in
     ``skipped`` (and ``on_skip`` called with it) when its turn comes.
     """
     def usable() -> Iterator[SearchImage]:
         for image in sorted(images, key=lambda im: (im.annotation.model_id, im.frame_height, im.key)):
-            loaded = load_search_image(image, meshes)
+            loaded = load_search_image(image, meshes, soft)
             if isinstance(loaded, Skip):
                 skipped[image.key] = loaded
                 on_skip(image)
