@@ -140,9 +140,14 @@ def summarize(table: dict[str, anno_lib.Annotation], done: dict[str, dict], skip
     }
 
 
+def _first_keys(keys: list[str], shown: int = 5) -> str:
+    """``"k1, k2, ..., k5, ... (N more)"``: the first ``shown`` keys and how many are left out."""
+    return ", ".join(keys[:shown]) + (f", ... ({len(keys) - shown} more)" if len(keys) > shown else "")
+
+
 def print_summary(summary: dict, skipped: dict[str, Skip], file: TextIO | None = None) -> None:
     """Prints the summary for people (default to stdout): counts, skips by reason with up to
-    five keys and one detail each, IoUs, mean changes, speed and overlay warnings."""
+    five keys and one detail each, IoUs, mean changes, flagged images, speed and overlay warnings."""
     p = lambda *a: print(*a, file=file or sys.stdout)  # noqa: E731
     p(f"refined {summary['refined']} of {summary['images']} images"
       + (f" ({summary['resumed']} from a previous run)" if summary["resumed"] else "")
@@ -151,8 +156,7 @@ def print_summary(summary: dict, skipped: dict[str, Skip], file: TextIO | None =
     for reason in SKIP_REASONS:
         keys = by_reason.get(reason)
         if keys:
-            shown = ", ".join(keys[:5]) + (f", ... ({len(keys) - 5} more)" if len(keys) > 5 else "")
-            p(f"  skipped, {reason}: {len(keys)} ({shown}); e.g. {skipped[keys[0]][1]}")
+            p(f"  skipped, {reason}: {len(keys)} ({_first_keys(keys)}); e.g. {skipped[keys[0]][1]}")
     if summary["refined"]:
         p(f"mean IoU: {summary['mean_iou_before']:.4f} before -> {summary['mean_iou_after']:.4f} after "
           f"({summary['improved']} improved; {summary['mean_sweeps']:.1f} sweeps on average)")
@@ -160,8 +164,8 @@ def print_summary(summary: dict, skipped: dict[str, Skip], file: TextIO | None =
             f"{k} {v['mean_abs_delta']:.4g} {v['unit']}" for k, v in summary["mean_abs_delta"].items()))
     flagged = summary.get("flagged", [])
     if flagged:
-        shown = ", ".join(flagged[:5]) + (f", ... ({len(flagged) - 5} more)" if len(flagged) > 5 else "")
-        p(f"flagged, reference and annotation disagree (IoU below the minimum), left unrefined: {len(flagged)} ({shown})")
+        p(f"flagged, reference and annotation disagree (IoU below the minimum), left unrefined: {len(flagged)} "
+          f"({_first_keys(flagged)})")
     if summary["refined_this_run"]:
         p(f"search: {summary['search_seconds']:.1f} s for {summary['refined_this_run']} images, "
           f"{summary['seconds_per_image']:.3f} s/image (including JIT compilation)")
