@@ -83,6 +83,31 @@ def test_band_score_ignores_band_pixels():
     np.testing.assert_allclose(got, (a & b).sum((1, 2)) / (a | b).sum((1, 2)), rtol=1e-6)
 
 
+def test_offset_score_is_the_best_iou_over_grown_and_shrunk_references():
+    masks = _random_masks(3, 36, 48, seed=7)
+    sil = _random_masks(3, 36, 48, seed=8)
+    heights = np.array([36, 30, 36])
+    valid = np.arange(36)[None, :, None] < heights[:, None, None]
+    obj = objective.Objective(offset=2, band=1.0)
+    prep = objective.prepare_reference(jnp.asarray(masks), jnp.asarray(valid), obj)
+    got = np.asarray(objective.offset_score(jnp.asarray(sil), prep, jnp.arange(3)))
+    for i, h in enumerate(heights):
+        m, s = masks[i, :h], sil[i, :h]
+        d_in, d_out = ndimage.distance_transform_edt(m), ndimage.distance_transform_edt(~m)
+        keep = ~_band_reference(m, 1.0)
+        ious = []
+        for delta in range(-2, 3):  # grown: within delta of the mask; shrunk: farther than -delta from background
+            r = (d_out <= delta) if delta > 0 else m if delta == 0 else (d_in > -delta)
+            ious.append(np.sum(s & r & keep) / np.sum((s | r) & keep))
+        assert got[i] == pytest.approx(max(ious), rel=1e-6)
+    # A reference 2 px too fat: the true silhouette still scores (almost) a perfect match.
+    fat = np.stack([ndimage.distance_transform_edt(~m) <= 2 for m in masks])
+    prep = objective.prepare_reference(jnp.asarray(fat), jnp.ones(fat.shape, bool), objective.Objective(offset=2))
+    best = np.asarray(objective.offset_score(jnp.asarray(masks), prep, jnp.arange(3)))
+    plain = (masks & fat).sum((1, 2)) / (masks | fat).sum((1, 2))
+    assert np.all(best > 0.97) and np.all(best > plain + 0.1), (best, plain)
+
+
 def test_prior_penalty_matches_numpy():
     scale = (0.05, 0.04, 0.03, 0.02, 10.0, 3.0, 2.0)
     obj = objective.Objective(prior_weight=0.003, prior_scale=scale)
@@ -104,7 +129,10 @@ def test_parse_objective_spellings_and_errors():
     assert o == objective.Objective(band=3.0, soft=True, prior_weight=0.01, prior_scale=scale)
     assert o.name == "band:3+soft+map:0.01" and objective.parse_objective(o.name) == o
     assert objective.parse_objective("map").prior_weight == objective.DEFAULT_PRIOR_WEIGHT
-    for bad, match in (("ioux", "unknown objective term"), ("band:x", "not a number"), ("band:0", "> 0"),
+    assert objective.parse_objective("offset+map:0.003").offset == objective.DEFAULT_OFFSET_PX
+    with pytest.raises(ValueError, match="binary references"):
+        objective.parse_objective("soft+offset")
+    for bad, match in (("offset:1.5", "whole number"), ("ioux", "unknown objective term"), ("band:x", "not a number"), ("band:0", "> 0"),
                        ("map:-1", "> 0"), ("band+band", "twice"), ("soft:1", "takes no value"), ("", "unknown")):
         with pytest.raises(ValueError, match=match):
             objective.parse_objective(bad)
@@ -200,7 +228,7 @@ def test_map_objective_trades_iou_for_staying_close(toy_case):
 def test_reference_check_flags_and_leaves_the_image(toy_case):
     car, start, ref, heights = toy_case
     bad = ref.copy()
-    bad[1] = np.roll(bad[1], 120, axis=1)  # the reference of image 1 sits elsewhere
+    bad[1] = np.roll(bad[1], 60, axis=1)  # the reference of image 1 sits half a car further right
     plain = _run(toy_case, ref=bad)
     checked = _run(toy_case, ref=bad, min_reference_iou=0.5)
     assert plain.initial_iou[1] < 0.5 <= plain.initial_iou[[0, 2, 3]].min()

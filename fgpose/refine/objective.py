@@ -18,6 +18,12 @@ Terms, freely combined with ``+`` (e.g. ``band:2+map``):
   pixel with probabilities ``p`` (the ratio of the expected intersection to the expected
   union; for masks of thousands of pixels it is the expected IoU to within far less than a
   search step). On a 0/1 reference it is the IoU.
+* ``offset[:K]`` -- boundary-offset invariant: the best IoU of ``S`` with the reference grown
+  or shrunk by a uniform boundary offset ``delta`` in ``-K..K`` px (dilation by the Euclidean
+  disk of radius ``delta``, erosion for negative ``delta``; default ``K`` =
+  :data:`DEFAULT_OFFSET_PX`): a segmentation network's systematic bias (masks a pixel or two
+  too fat or too thin) is absorbed by ``delta`` instead of by the pose's distance and focal
+  length. Binary references only (not with ``soft``).
 * ``map[:W]`` -- anchored to the human pose (maximum a posteriori): the score minus
   ``W * sum_i |p_i - p0_i| / b_i``, with ``p0`` the input annotation (the search's start)
   and ``b`` the per-parameter Laplace scales of the release's own refinements v2 - v1
@@ -43,9 +49,11 @@ from fgpose.refine import prior
 
 DEFAULT_BAND_PX = 2.0
 """Default half-width of the ignored band around the reference boundary, px of the width-300 frame."""
+DEFAULT_OFFSET_PX = 2
+"""Default largest boundary offset of the ``offset`` term, px of the width-300 frame."""
 DEFAULT_PRIOR_WEIGHT = 0.002
 """Default IoU cost of one Laplace scale of movement away from the input annotation (``map``)."""
-TERMS = ("iou", "band", "soft", "map")
+TERMS = ("iou", "band", "soft", "offset", "map")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +63,8 @@ class Objective:
     Attributes:
       band: half-width in px of the ignored band around the reference boundary; 0 = off.
       soft: use the reference as probabilities (soft IoU); False = binary at 0.5.
+      offset: largest uniform boundary offset ``K`` (px, integer) the reference may be
+        grown or shrunk by (the best of the ``2K + 1`` IoUs counts); 0 = off.
       prior_weight: ``W`` of the ``map`` term, IoU per Laplace scale; 0 = off.
       prior_scale: the 7 Laplace scales ``b`` (a, e, theta in radians, d in model units,
         f, u, v in px of the width-300 frame); required when ``prior_weight > 0``.
@@ -62,12 +72,18 @@ class Objective:
 
     band: float = 0.0
     soft: bool = False
+    offset: int = 0
     prior_weight: float = 0.0
     prior_scale: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if not (self.band >= 0 and math.isfinite(self.band)):
             raise ValueError(f"band must be a finite number of pixels >= 0, got {self.band}")
+        if int(self.offset) != self.offset or self.offset < 0:
+            raise ValueError(f"offset must be a whole number of pixels >= 0, got {self.offset}")
+        object.__setattr__(self, "offset", int(self.offset))
+        if self.offset and self.soft:
+            raise ValueError("the offset term needs binary references: it cannot be combined with soft")
         if not (self.prior_weight >= 0 and math.isfinite(self.prior_weight)):
             raise ValueError(f"prior weight must be finite and >= 0, got {self.prior_weight}")
         if self.prior_scale is not None:
@@ -83,7 +99,7 @@ class Objective:
     @property
     def plain(self) -> bool:
         """True for the published objective (the plain IoU of binary masks)."""
-        return self.band == 0 and not self.soft and self.prior_weight == 0
+        return self.band == 0 and not self.soft and self.offset == 0 and self.prior_weight == 0
 
     @property
     def name(self) -> str:
@@ -93,6 +109,8 @@ class Objective:
             terms.append(f"band:{self.band:g}")
         if self.soft:
             terms.append("soft")
+        if self.offset:
+            terms.append(f"offset:{self.offset}")
         if self.prior_weight:
             terms.append(f"map:{self.prior_weight:g}")
         return "+".join(terms) or "iou"
@@ -110,7 +128,7 @@ def parse_objective(spec: str, prior_scale: tuple[float, ...] | None = None) -> 
     Raises:
       ValueError: unknown term, repeated term, or a bad number.
     """
-    band, soft, weight = 0.0, False, 0.0
+    band, soft, offset, weight = 0.0, False, 0, 0.0
     seen = set()
     for term in str(spec).split("+"):
         name, _, value = term.strip().partition(":")
@@ -132,13 +150,18 @@ def parse_objective(spec: str, prior_scale: tuple[float, ...] | None = None) -> 
                 raise ValueError(f"band width must be > 0 px, got {term!r}")
         elif name == "soft":
             soft = True
+        elif name == "offset":
+            offset = DEFAULT_OFFSET_PX if number is None else number
+            if not (offset >= 1 and offset == int(offset)):
+                raise ValueError(f"offset must be a whole number of pixels >= 1, got {term!r}")
         elif name == "map":
             weight = DEFAULT_PRIOR_WEIGHT if number is None else number
             if not weight > 0:
                 raise ValueError(f"map weight must be > 0, got {term!r}")
     if weight and prior_scale is None:
         prior_scale = prior.load_prior_scale()
-    return Objective(band=band, soft=soft, prior_weight=weight, prior_scale=prior_scale if weight else None)
+    return Objective(band=band, soft=soft, offset=int(offset), prior_weight=weight,
+                     prior_scale=prior_scale if weight else None)
 
 
 def band_offsets(radius: float) -> list[tuple[int, int]]:
@@ -180,6 +203,33 @@ def boundary_band(reference: jax.Array, valid: jax.Array, radius: float) -> jax.
     return (fg & _dilate(bg, offsets)) | (bg & _dilate(fg, offsets))
 
 
+def offset_levels(reference: jax.Array, valid: jax.Array, k: int) -> jax.Array:
+    """Per pixel, the smallest boundary offset ``delta`` in ``-k..k`` at which it belongs to the
+    offset reference (``k + 1`` if at none): pixel ``x`` is in the reference grown by
+    ``delta >= 0`` iff a valid foreground pixel lies within ``delta`` px of it, and in the
+    reference shrunk by ``-delta > 0`` iff it is valid foreground with no valid background
+    pixel within ``-delta`` px.
+
+    Args:
+      reference: ``(N, H, W)`` bool; valid: broadcastable bool frame; k: largest offset, px.
+
+    Returns:
+      ``(N, H, W)`` int8 levels (invalid pixels ``k + 1``).
+    """
+    valid = jnp.broadcast_to(valid, reference.shape)
+    fg, bg = reference & valid, ~reference & valid
+    level = jnp.full(reference.shape, k + 1, jnp.int8)
+    for delta in range(k, -k - 1, -1):  # the smallest delta is written last
+        if delta > 0:
+            member = _dilate(fg, band_offsets(delta))
+        elif delta == 0:
+            member = fg
+        else:
+            member = fg & ~_dilate(bg, band_offsets(-delta))
+        level = jnp.where(member & valid, jnp.int8(delta), level)
+    return level
+
+
 @dataclasses.dataclass(frozen=True)
 class PreparedReference:
     """A batch of references ready for scoring (built once per search call).
@@ -188,21 +238,35 @@ class PreparedReference:
       prob: ``(N, H, W)`` float32 foreground probability (0/1 unless ``soft``), 0 outside the frame.
       weight: ``(N, H, W)`` bool, the pixels that count (the frame minus the band).
       prob_sum: ``(N,)`` float32 ``sum(prob * weight)``.
+      levels: ``(N, H, W)`` int8 :func:`offset_levels` (``offset`` term), else None.
+      level_areas: ``(N, 2K + 1)`` float32 counted pixels of each offset reference, else None.
     """
 
     prob: jax.Array
     weight: jax.Array
     prob_sum: jax.Array
+    levels: jax.Array | None = None
+    level_areas: jax.Array | None = None
 
     def subsampled(self, s: int) -> "PreparedReference":
         """Every ``s``-th row and column (the coarse pass's pixels)."""
         if s == 1:
             return self
         prob, weight = self.prob[:, ::s, ::s], self.weight[:, ::s, ::s]
-        return PreparedReference(prob, weight, jnp.sum(jnp.where(weight, prob, 0.0), axis=(-2, -1)))
+        levels = None if self.levels is None else self.levels[:, ::s, ::s]
+        return PreparedReference(prob, weight, jnp.sum(jnp.where(weight, prob, 0.0), axis=(-2, -1)), levels,
+                                 None if levels is None else _level_areas(levels, weight, self.level_areas.shape[1]))
 
 
-jax.tree_util.register_dataclass(PreparedReference, data_fields=["prob", "weight", "prob_sum"], meta_fields=[])
+def _level_areas(levels: jax.Array, weight: jax.Array, count: int) -> jax.Array:
+    """``(N, count)`` counted pixels at level ``<= delta`` for ``delta = -(count // 2) .. count // 2``."""
+    k = count // 2
+    return jnp.stack([jnp.sum(weight & (levels <= d), axis=(-2, -1)) for d in range(-k, k + 1)], 1).astype(
+        jnp.float32)
+
+
+jax.tree_util.register_dataclass(PreparedReference, data_fields=["prob", "weight", "prob_sum", "levels",
+                                                                 "level_areas"], meta_fields=[])
 
 
 def prepare_reference(reference: jax.Array, valid: jax.Array, objective: Objective) -> PreparedReference:
@@ -218,7 +282,29 @@ def prepare_reference(reference: jax.Array, valid: jax.Array, objective: Objecti
         prob = hard.astype(jnp.float32)
     weight = valid & ~boundary_band(hard, valid, objective.band)
     prob = jnp.where(valid, prob, 0.0)
-    return PreparedReference(prob, weight, jnp.sum(jnp.where(weight, prob, 0.0), axis=(-2, -1)))
+    levels = areas = None
+    if objective.offset:
+        levels = offset_levels(hard, valid, objective.offset)
+        areas = _level_areas(levels, weight, 2 * objective.offset + 1)
+    return PreparedReference(prob, weight, jnp.sum(jnp.where(weight, prob, 0.0), axis=(-2, -1)), levels, areas)
+
+
+def offset_score(sil: jax.Array, ref: PreparedReference, img: jax.Array) -> jax.Array:
+    """The ``offset`` term: the best IoU, on counted pixels, of silhouettes with their images'
+    references grown or shrunk by ``delta`` in ``-K..K`` px.
+
+    Args:
+      sil: ``(B, H, W)`` bool; ref: prepared with ``levels``; img: ``(B,)`` int.
+
+    Returns:
+      ``(B,)`` float32 ``max_delta |S & R_delta| / |S | R_delta|`` (0 for an empty union).
+    """
+    k = ref.level_areas.shape[1] // 2
+    s = sil & ref.weight[img]
+    lv = ref.levels[img]
+    inter = jnp.stack([jnp.sum(s & (lv <= d), axis=(-2, -1)) for d in range(-k, k + 1)], 1).astype(jnp.float32)
+    union = jnp.sum(s, axis=(-2, -1)).astype(jnp.float32)[:, None] + ref.level_areas[img] - inter
+    return jnp.max(jnp.where(union > 0, inter / jnp.maximum(union, 1.0), 0.0), axis=1).astype(jnp.float32)
 
 
 def silhouette_score(sil: jax.Array, ref: PreparedReference, img: jax.Array) -> jax.Array:

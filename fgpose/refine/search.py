@@ -278,11 +278,14 @@ def _search(vertices, faces, face_mask, params, frame_heights, reference, coarse
     def evaluator(sub, mesh, plain=objective.plain):
         ref_sub, rows_sub = reference[:, ::sub, ::sub], valid_rows[:, ::sub]  # once, outside the loops
         score = None
-        if not plain:
+        if not plain and (objective.soft or objective.offset):
             prep = prepared.subsampled(sub)
+            score_fn = objective_lib.offset_score if objective.offset else objective_lib.silhouette_score
 
             def score(sil, img):
-                return objective_lib.silhouette_score(sil, prep, img)
+                return score_fn(sil, prep, img)
+        elif not plain and objective.band > 0:  # binary masks: the plain IoU on the pixels outside the band
+            rows_sub = prepared.weight[:, ::sub, ::sub]
 
         def evaluate(cands, active):  # (M, N, 7) -> (M, N)
             s = _candidate_ious(*mesh, cands, frame_heights, ref_sub, rows_sub, active,
