@@ -223,9 +223,14 @@ def test_missing_mesh_is_skipped(dataset, mesh_cache, tmp_path, capsys):
     assert anno_lib.load_annotations(tmp_path / "o.pkl") == {k: dataset["v1"][k] for k in dataset["keys"]}
 
 
-def test_bad_arguments(tmp_path, capsys):
-    base = ["--annotations", str(tmp_path / "a.pkl"), "--images", str(tmp_path), "--masks", str(tmp_path),
+def _nowhere_args(tmp_path):
+    """Required arguments that all point into an empty directory."""
+    return ["--annotations", str(tmp_path / "a.pkl"), "--images", str(tmp_path), "--masks", str(tmp_path),
             "--cad", str(tmp_path), "--out", str(tmp_path / "o.pkl")]
+
+
+def test_bad_arguments(tmp_path, capsys):
+    base = _nowhere_args(tmp_path)
     for extra, message in [
         (["--batch-size", "0"], "--batch-size"),
         (["--schedule", "greedy"], "--schedule"),
@@ -313,8 +318,7 @@ def test_robust_objective_soft_masks_and_reference_check(dataset, mesh_cache, tm
 
 
 def test_objective_flags_bad_values(tmp_path, capsys):
-    base = ["--annotations", str(tmp_path / "a.pkl"), "--images", str(tmp_path), "--masks", str(tmp_path),
-            "--cad", str(tmp_path), "--out", str(tmp_path / "o.pkl")]
+    base = _nowhere_args(tmp_path)
     for extra, message in [
         (["--objective", "dice"], "unknown objective term 'dice'"),
         (["--objective", "band:-1"], "band width must be > 0"),
