@@ -48,7 +48,7 @@ strength per objective (``--figure``).
 Usage::
 
     FGPOSE_RELEASE_DIR=../shared/finegrained_pose .venv/bin/python scripts/bench_refine_robust.py --quick
-    FGPOSE_RELEASE_DIR=../shared/finegrained_pose .venv/bin/python scripts/bench_refine_robust.py   # ~15 min, 2 cores
+    FGPOSE_RELEASE_DIR=../shared/finegrained_pose .venv/bin/python scripts/bench_refine_robust.py   # ~40 min on a loaded 2-core CPU, half of it compiling
 """
 
 from __future__ import annotations
