@@ -428,24 +428,27 @@ def draw_figure(rows: list[dict], hard_objs: list[str], path: pathlib.Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    kinds = [k for k in ("seg", "softseg") if any(r["noise"] == k for r in rows)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for obj in sorted({r["objective"] for r in rows}, key=lambda o: (o not in hard_objs, o)):
-        pts = sorted((r["noise_iou_median"], r["median_iou_clean"], r["closer"]) for r in rows
-                     if r["objective"] == obj and r["noise"] in kinds + ["clean"])
-        if not pts:
-            continue
-        x, y, c = zip(*pts)
-        style = "-o" if obj in hard_objs else "--s"
-        axes[0].plot(x, y, style, label=obj)
-        axes[1].plot(x, [100 * v for v in c], style, label=obj)
+    objectives = sorted({r["objective"] for r in rows}, key=lambda o: (o not in hard_objs, o))
+    for j, obj in enumerate(objectives):
+        color = f"C{j}"
+        line = sorted((r["noise_iou_median"], r["median_iou_clean"], r["closer"]) for r in rows
+                      if r["objective"] == obj and r["noise"] in ("clean", "seg"))
+        soft = [(r["noise_iou_median"], r["median_iou_clean"], r["closer"]) for r in rows
+                if r["objective"] == obj and r["noise"] == "softseg"]
+        for ax, k, scale in ((axes[0], 1, 1), (axes[1], 2, 100)):
+            if line:
+                ax.plot([p[0] for p in line], [scale * p[k] for p in line], "-o", color=color, label=f"{obj} (seg)")
+            if soft:
+                ax.plot([p[0] for p in soft], [scale * p[k] for p in soft], "x", ms=9, mew=2, color=color,
+                        label=f"{obj} (softseg)")
     for ax, ylabel in zip(axes, ("median IoU to the clean mask", "% poses closer to the truth than v1")):
-        ax.set_xlabel("noise: median IoU of the degraded mask to the clean one (seg, softseg)")
+        ax.set_xlabel("noise: median IoU of the degraded mask to the clean one")
         ax.set_ylabel(ylabel)
         ax.invert_xaxis()
         ax.axvline(TARGET_NOISE_IOU, color="grey", lw=0.8, ls=":")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     fig.suptitle("Refinement objectives under segmentation-like noise (car 85 + aircraft poses)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
