@@ -352,7 +352,8 @@ def main(argv=None) -> int:
         objs = hard_objs + (soft_objs if kind == "softseg" else [])
         per_case = []
         for ci, case in enumerate(cases):
-            rngs = [np.random.default_rng([ci, i, NOISE_KINDS.index(kind), int(round(100 * strength))])
+            rngs = [np.random.default_rng([ci, i, NOISE_KINDS.index(kind), int(round(100 * abs(strength))),
+                                           int(strength < 0)])
                     for i in range(len(case.starts))]
             refs = np.stack([degrade(m, kind, strength, r) for m, r in zip(case.clean, rngs)])
             per_case.append((case, refs, hard_iou(refs, case.clean)))
