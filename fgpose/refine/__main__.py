@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "as grey/255), offset[:K] (best IoU over the mask grown or shrunk by up to K px, default "
                         f"{objective.DEFAULT_OFFSET_PX}), map[:W] (penalise moves away from the input annotation, W "
                         f"IoU per typical human error, default {objective.DEFAULT_PRIOR_WEIGHT:g}). With network "
-                        "masks use offset:2+map (docs/refine_robust.md). Default: iou")
+                        "masks whose boundaries are biased use offset:2+map (docs/refine_robust.md). Default: iou")
     s.add_argument("--min-reference-iou", type=_fraction, default=0.5, metavar="IOU",
                    help="flag, and leave unrefined, images whose input pose's silhouette has an IoU below this with "
                         "the mask: reference and annotation disagree (0 = refine every image; default %(default)s)")
