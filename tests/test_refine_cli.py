@@ -230,9 +230,14 @@ def test_missing_mesh_is_skipped(dataset, mesh_cache, tmp_path, capsys):
     assert anno_lib.load_annotations(tmp_path / "o.pkl") == {k: dataset["v1"][k] for k in dataset["keys"]}
 
 
-def test_bad_arguments(tmp_path, capsys):
-    base = ["--annotations", str(tmp_path / "a.pkl"), "--images", str(tmp_path), "--masks", str(tmp_path),
+def _nowhere_args(tmp_path):
+    """Required arguments that all point into an empty directory."""
+    return ["--annotations", str(tmp_path / "a.pkl"), "--images", str(tmp_path), "--masks", str(tmp_path),
             "--cad", str(tmp_path), "--out", str(tmp_path / "o.pkl")]
+
+
+def test_bad_arguments(tmp_path, capsys):
+    base = _nowhere_args(tmp_path)
     for extra, message in [
         (["--batch-size", "0"], "--batch-size"),
         (["--schedule", "greedy"], "--schedule"),
@@ -281,3 +286,76 @@ def test_mask_reading_and_paths(tmp_path):
                                                                       tmp_path / "m/model.obj"]
     assert [buckets.refine_count_bucket(n) for n in (1, 16, 17, 100, 3000, 3072, 3073)] == [
         16, 16, 18, 104, 3072, 3072, 3328]
+
+
+def test_robust_objective_soft_masks_and_reference_check(dataset, mesh_cache, tmp_path):
+    """--objective soft+band+map on NPY probability maps (blurred masks); one image's map shows
+    something else entirely: it is flagged and keeps its v1 record, the others are refined."""
+    import cv2
+
+    soft = tmp_path / "soft"
+    soft.mkdir()
+    good = dataset["good"]
+    for key in good:
+        mask = np.asarray(Image.open(dataset["root"] / "masks" / (key[:-4] + ".png"))) > 0
+        prob = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 2.0)
+        if key == good[1]:  # a segmentation of another object, in a corner
+            prob = np.zeros_like(prob)
+            prob[:60, :60] = 0.9
+        np.save(soft / (key[:-4] + ".npy"), prob)
+    base = list(dataset["base"])
+    base[base.index("--masks") + 1] = str(soft)
+    out = tmp_path / "soft.pkl"
+    rc = cli.main(base + FAST + ["--objective", "soft+band:2+map", "--out", str(out),
+                                 "--json", str(out.with_suffix(".json"))])
+    assert rc == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    summary, records = report["summary"], {r["key"]: r for r in report["images"]}
+    assert summary["settings"]["objective"] == "band:2+soft+map:0.002"
+    assert summary["settings"]["min_reference_iou"] == 0.5
+    assert summary["flagged"] == [good[1]]
+    assert records[good[1]]["flagged"] and records[good[1]]["initial_iou"] < 0.1 and records[good[1]]["moves"] == 0
+    refined = anno_lib.load_annotations(out)
+    assert refined[good[1]] == dataset["v1"][good[1]]
+    others = [k for k in good if k != good[1]]
+    assert not any(records[k]["flagged"] for k in others)
+    before = np.mean([records[k]["initial_iou"] for k in others])
+    after = np.mean([records[k]["iou"] for k in others])
+    assert after > before and after >= 0.95, (before, after)
+
+
+def test_objective_flags_bad_values(tmp_path, capsys):
+    base = _nowhere_args(tmp_path)
+    for extra, message in [
+        (["--objective", "dice"], "unknown objective term 'dice'"),
+        (["--objective", "band:-1"], "band width must be > 0"),
+        (["--objective", "map:x"], "is not a number"),
+        (["--objective", "band+band"], "given twice"),
+        (["--min-reference-iou", "1.5"], "expected a fraction in [0, 1]"),
+        (["--min-reference-iou", "nan"], "expected a fraction in [0, 1]"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            cli.main(base + extra)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "--objective" in err or "--min-reference-iou" in err
+        assert message in err, err
+
+
+def test_reading_soft_references(tmp_path):
+    grey = np.array([[0, 128, 255], [0, 0, 64]], np.uint8)
+    Image.fromarray(grey, mode="L").save(tmp_path / "g.png")
+    np.testing.assert_allclose(inputs.read_reference(tmp_path / "g.png", soft=True), grey / 255.0)
+    np.testing.assert_array_equal(inputs.read_reference(tmp_path / "g.png"), grey != 0)
+    Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), mode="L").save(tmp_path / "b.png")  # two levels: binary
+    np.testing.assert_array_equal(inputs.read_reference(tmp_path / "b.png", soft=True), [[False, True], [True, False]])
+    np.save(tmp_path / "k.npy", np.array([[0.2, 0.7]], np.float32))
+    assert inputs.mask_path(tmp_path, "k.jpg") == tmp_path / "k.npy"  # no k.png
+    np.testing.assert_allclose(inputs.read_reference(tmp_path / "k.npy", soft=True), [[0.2, 0.7]])
+    np.testing.assert_array_equal(inputs.read_reference(tmp_path / "k.npy"), [[False, True]])
+    np.save(tmp_path / "bad.npy", np.array([[1.5]]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        inputs.read_reference(tmp_path / "bad.npy", soft=True)
+    assert inputs.mask_path(tmp_path, "g.jpg") == tmp_path / "g.png"
+    frame = search.to_annotation_frame(np.full((20, 30), 0.25, np.float32))
+    assert frame.dtype == np.float32 and frame.shape == (200, 300) and np.all(frame == 0.25)

@@ -97,8 +97,14 @@ def test_refine_journal_and_settings(tmp_path):
     assert settings == {"annotations": str(anno.resolve()), "schedule": "paper", "steps": list(config.steps),
                         "alpha0": 1.0, "alpha_min": 0.125, "max_sweeps": config.max_sweeps, "coarse": 2,
                         "coarse_alpha": config.coarse_alpha, "max_faces": 3000, "coarse_max_faces": 1500,
-                        "drop_hidden_faces": True}
+                        "drop_hidden_faces": True, "objective": "iou", "min_reference_iou": 0.0, "prior_scale": None}
     assert json.loads(json.dumps(settings)) == settings  # survives the header's JSON round trip
+    # The objective is part of the settings: its spelling and the prior's scales.
+    robust = journal.refine_settings(anno, SearchConfig(objective="band:2+map", min_reference_iou=0.5), None, None,
+                                     True)
+    assert robust["objective"] == "band:2+map:0.002" and robust["min_reference_iou"] == 0.5
+    assert robust["prior_scale"] == list(SearchConfig(objective="map").objective.prior_scale)
+    assert json.loads(json.dumps(robust)) == robust
     out.parent.mkdir()
     j.start(settings)
     with pytest.raises(ValueError, match="pass --restart to discard it"):

@@ -4,7 +4,11 @@ parameters that maximises the IoU between the projected CAD silhouette and a seg
 reference, in the width-300 annotation frame.
 
 * :mod:`fgpose.refine.search` — the batched, jitted search (schedules ``paper``,
-  ``release``, ``parallel``);
+  ``release``, ``parallel``) and the reference check (``min_reference_iou``);
+* :mod:`fgpose.refine.objective` — what the search maximises: ``iou`` (published), and the
+  robust terms ``band``, ``soft``, ``offset``, ``map`` for segmentation-network masks;
+* :mod:`fgpose.refine.prior` — the ``map`` term's prior on moves, fitted on the release's
+  v2 - v1 (``refine_prior.json``, ``scripts/fit_refine_prior.py``);
 * :mod:`fgpose.refine.baseline` — the published loop in plain Python/NumPy, one pose at a
   time (the reference for tests and the baseline for benchmarks);
 * :mod:`fgpose.refine.inputs` — photo, mask and mesh paths of each annotation key, photo
@@ -26,6 +30,8 @@ reference, in the width-300 annotation frame.
   and wiring only.
 """
 
+from fgpose.refine.objective import Objective, parse_objective
 from fgpose.refine.search import DEFAULT_STEPS, SCHEDULES, RefineResult, SearchConfig, mask_iou, refine, to_annotation_frame
 
-__all__ = ["DEFAULT_STEPS", "SCHEDULES", "RefineResult", "SearchConfig", "mask_iou", "refine", "to_annotation_frame"]
+__all__ = ["DEFAULT_STEPS", "SCHEDULES", "Objective", "RefineResult", "SearchConfig", "mask_iou", "parse_objective", "refine",
+           "to_annotation_frame"]

@@ -35,7 +35,8 @@ from tqdm import tqdm
 
 from fgpose import annotations as anno_lib
 from fgpose.atomic_io import check_writable_dir
-from fgpose.refine import completion, device, inputs, journal, records, reference_checks, report, run, search
+from fgpose.refine import (completion, device, inputs, journal, objective, records, reference_checks, report, run,
+                           search)
 from fgpose.refine.mesh_store import MeshStore
 
 
@@ -53,6 +54,14 @@ def _positive(cast, what: str):
 
 
 _positive_int, _positive_float = _positive(int, "integer"), _positive(float, "number")
+
+
+def _objective(text: str) -> objective.Objective:
+    """An argparse type: :func:`fgpose.refine.objective.parse_objective`."""
+    try:
+        return objective.parse_objective(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _fraction(text: str) -> float:
@@ -79,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--images", type=pathlib.Path, required=True,
                     help="directory the annotation keys are relative to (photo = IMAGES/<key>)")
     io.add_argument("--masks", type=pathlib.Path, required=True,
-                    help="reference masks: MASKS/<key with its extension replaced by .png>, nonzero = foreground")
+                    help="reference masks: MASKS/<key with its extension replaced by .png>, nonzero = foreground "
+                         "(or <key>.npy, foreground probabilities in [0, 1])")
     io.add_argument("--cad", type=pathlib.Path, required=True,
                     help="CAD directory: CAD/<synset>/<model_id>/model.obj or CAD/<model_id>/model.obj")
     io.add_argument("--dataset", choices=sorted(anno_lib.DATASETS),
@@ -112,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once alpha is halved below this (paper, parallel; default %(default)s)")
     s.add_argument("--max-sweeps", type=_positive_int, default=search.SearchConfig.max_sweeps,
                    help="bound on sweeps per image (default %(default)s)")
+    s.add_argument("--objective", type=_objective, default=objective.Objective(), metavar="SPEC",
+                   help="what the search maximises, terms joined with '+': iou (the published objective), "
+                        "band[:PX] (ignore pixels within PX of the mask boundary, default "
+                        f"{objective.DEFAULT_BAND_PX:g}), soft (masks as probabilities: .npy maps, greyscale PNGs "
+                        "as grey/255), offset[:K] (best IoU over the mask grown or shrunk by up to K px, default "
+                        f"{objective.DEFAULT_OFFSET_PX}), map[:W] (penalise moves away from the input annotation, W "
+                        f"IoU per typical human error, default {objective.DEFAULT_PRIOR_WEIGHT:g}). With network "
+                        "masks whose boundaries are biased use offset:2+map (docs/refine_robust.md). Default: iou")
+    s.add_argument("--min-reference-iou", type=_fraction, default=0.5, metavar="IOU",
+                   help="flag, and leave unrefined, images whose input pose's silhouette has an IoU below this with "
+                        "the mask: reference and annotation disagree (0 = refine every image; default %(default)s)")
     s.add_argument("--coarse", type=_positive_int, default=search.SearchConfig.coarse,
                    help="coarse-to-fine: search first on every COARSE-th row and column of the frame, then on all "
                         "of it (paper, parallel; 1 = off; default %(default)s)")
@@ -142,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = search.SearchConfig(schedule=args.schedule, steps=tuple(args.steps), alpha0=args.alpha0,
                                      alpha_min=args.alpha_min, max_sweeps=args.max_sweeps, coarse=args.coarse,
-                                     coarse_alpha=args.coarse_alpha)
+                                     coarse_alpha=args.coarse_alpha, objective=args.objective,
+                                     min_reference_iou=args.min_reference_iou)
         checks = reference_checks.ReferenceChecks(args.min_foreground, args.max_foreground)
     except ValueError as err:
         parser.error(str(err))

@@ -25,7 +25,7 @@ from fgpose import buckets
 from fgpose import camera
 from fgpose import mesh as mesh_lib
 from fgpose.refine import reference_checks, search
-from fgpose.refine.inputs import ImageInput, Skip, read_alpha, read_mask
+from fgpose.refine.inputs import ImageInput, Skip, read_alpha, read_reference
 from fgpose.refine.mesh_store import MeshStore
 from fgpose.refine.reference_checks import ReferenceChecks
 
@@ -37,7 +37,8 @@ class SearchImage:
       key: the annotation key.
       annotation: the starting release record (its pose is the search's start).
       frame_height: rows of the width-300 annotation frame.
-      reference: ``(frame_height, 300)`` bool reference mask in the annotation frame.
+      reference: ``(frame_height, 300)`` reference in the annotation frame: a bool mask, or
+        float32 foreground probabilities (soft references).
       mesh: the search mesh.
       coarse_mesh: the coarse pass's mesh when decimated separately, else None.
     """
@@ -64,8 +65,8 @@ class SearchBatch:
         ``face_mask (B, F) bool``.
       poses: ``(B, 7) float64`` starting poses in ``camera.POSE_FIELDS`` order (radians,
         model units, pixels of the width-300 frame).
-      references: ``(B, Hp, 300) bool``, each image's reference in rows ``:frame_height``,
-        False below.
+      references: ``(B, Hp, 300) bool`` (``float32`` when any image has a soft reference),
+        each image's reference in rows ``:frame_height``, False (0) below.
       frame_heights: ``(B,) int32``.
       coarse_mesh: packed coarse-pass meshes (own ``V``, ``F``), or None when the images
         have no separate coarse mesh.
@@ -94,7 +95,8 @@ def pack_batch(images: list[SearchImage], batch_size: int) -> SearchBatch:
     padded = list(images) + [images[-1]] * (batch_size - len(images))
     coarse = None if padded[0].coarse_mesh is None else _pack_bucketed([im.coarse_mesh for im in padded])
     heights = np.array([im.frame_height for im in padded], np.int32)
-    refs = np.zeros((batch_size, buckets.frame_height_bucket(int(heights.max())), camera.ANNOTATION_WIDTH), bool)
+    dtype = bool if all(im.reference.dtype == bool for im in padded) else np.float32
+    refs = np.zeros((batch_size, buckets.frame_height_bucket(int(heights.max())), camera.ANNOTATION_WIDTH), dtype)
     for i, im in enumerate(padded):
         refs[i, : im.frame_height] = im.reference
     poses = np.array([[getattr(im.annotation, k) for k in camera.POSE_FIELDS] for im in padded], np.float64)
@@ -110,15 +112,17 @@ def refine_batch(batch: SearchBatch, config: search.SearchConfig) -> search.Refi
                          config=config)
 
 
-def load_search_image(image: ImageInput, meshes: MeshStore,
-                      checks: ReferenceChecks | None = None) -> SearchImage | Skip:
+def load_search_image(image: ImageInput, meshes: MeshStore, checks: ReferenceChecks | None = None,
+                      soft: bool = False) -> SearchImage | Skip:
     """Reads the image's mesh(es) and reference mask; a :class:`Skip` (``mesh unreadable``,
     ``mask unreadable`` or ``mask empty``) if they cannot be used.
 
-    A mask whose colours are constant and whose alpha channel is not is read from its alpha
-    channel (:func:`fgpose.refine.reference_checks.alpha_foreground`). With ``checks``, a
-    mask of another aspect ratio than the photo's or with an implausible foreground
-    fraction is skipped too (:mod:`fgpose.refine.reference_checks`: ``mask size mismatch``,
+    With ``soft``, probability references stay probabilities
+    (:func:`fgpose.refine.inputs.read_reference`). A binary PNG mask whose colours are constant
+    and whose alpha channel is not is read from its alpha channel
+    (:func:`fgpose.refine.reference_checks.alpha_foreground`). With ``checks``, a mask of
+    another aspect ratio than the photo's or with an implausible foreground fraction is
+    skipped too (:mod:`fgpose.refine.reference_checks`: ``mask size mismatch``,
     ``mask implausible``); without, neither is checked.
     """
     try:
@@ -127,13 +131,15 @@ def load_search_image(image: ImageInput, meshes: MeshStore,
     except ValueError as err:
         return Skip("mesh unreadable", str(err))
     try:
-        mask = reference_checks.alpha_foreground(read_mask(image.mask), lambda: read_alpha(image.mask))
+        mask = read_reference(image.mask, soft)
+        if mask.dtype == bool and image.mask.suffix != ".npy":
+            mask = reference_checks.alpha_foreground(mask, lambda: read_alpha(image.mask))
         if checks is not None and (skip := reference_checks.check_aspect(mask.shape, image.width, image.height)):
             return Skip(skip.reason, f"{image.mask}: {skip.detail}")
         ref = search.to_annotation_frame(mask, image.width, image.height)
     except Exception as err:  # noqa: BLE001 - broken PNGs raise many kinds of errors
         return Skip("mask unreadable", f"{image.mask}: {type(err).__name__}: {err}")
-    if not ref.any():
+    if not (ref >= 0.5).any():
         return Skip("mask empty", f"{image.mask}: no foreground in the annotation frame")
     if checks is not None and (skip := reference_checks.check_foreground(ref, checks)):
         return Skip(skip.reason, f"{image.mask}: {skip.detail}")
@@ -149,8 +155,9 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 def search_batches(images: list[ImageInput], batch_size: int, meshes: MeshStore, skipped: dict[str, Skip],
                    on_skip: Callable[[ImageInput], None] = lambda image: None,
-                   checks: ReferenceChecks | None = None) -> Iterator[SearchBatch]:
+                   checks: ReferenceChecks | None = None, soft: bool = False) -> Iterator[SearchBatch]:
     """Batches of up to ``batch_size`` usable images, in order of (model id, frame height, key).
+    ``soft``: keep probability references as such (:func:`load_search_image`).
 
     Meshes and masks are read lazily, batch by batch; an unusable image is recorded in
     ``skipped`` (and ``on_skip`` called with it) when its turn comes. ``checks``: the
@@ -158,7 +165,7 @@ def search_batches(images: list[ImageInput], batch_size: int, meshes: MeshStore,
     """
     def usable() -> Iterator[SearchImage]:
         for image in sorted(images, key=lambda im: (im.annotation.model_id, im.frame_height, im.key)):
-            loaded = load_search_image(image, meshes, checks)
+            loaded = load_search_image(image, meshes, checks, soft)
             if isinstance(loaded, Skip):
                 skipped[image.key] = loaded
                 on_skip(image)

@@ -9,9 +9,12 @@ For every key of a release annotation table (keys are relative paths, e.g. ``000
   ``300 x int(H * 300 / W)`` (:func:`fgpose.camera.annotation_frame_height`).
 * mask: ``<masks>/<key with its extension replaced by .png>`` (e.g. ``00001.png``,
   ``make/model/year/hash.png``), any resolution covering the whole photo, nonzero =
-  foreground (palette PNGs: nonzero index; colour PNGs: any nonzero colour channel). It is
-  resized to the annotation frame with nearest neighbour
-  (:func:`fgpose.refine.search.to_annotation_frame`).
+  foreground (palette PNGs: nonzero index; colour PNGs: any nonzero colour channel); or,
+  when there is no such PNG, ``<key with .npy>``, a 2-D array of foreground probabilities
+  in [0, 1] (foreground = ``>= 0.5`` for hard objectives). For a ``soft`` objective
+  (:mod:`fgpose.refine.objective`) an 8-bit greyscale PNG with more than two grey levels is
+  read as probabilities ``grey / 255`` (:func:`read_reference`). It is resized to the
+  annotation frame with nearest neighbour (:func:`fgpose.refine.search.to_annotation_frame`).
 * mesh: ``<cad>/<synset>/<model_id>/model.obj`` (ShapeNet layout; the synset is the
   dataset's, or, without a dataset, the first of the cars/airplanes synsets that has the
   model), else ``<cad>/<model_id>/model.obj``.
@@ -82,8 +85,11 @@ def png_path(root: pathlib.Path, key: str) -> pathlib.Path:
 
 
 def mask_path(masks_dir: pathlib.Path, key: str) -> pathlib.Path:
-    """The reference mask of ``key``: ``<masks_dir>/<key with its extension replaced by .png>``."""
-    return png_path(masks_dir, key)
+    """The reference mask of ``key``: ``<masks_dir>/<key with its extension replaced by .png>``,
+    or the ``.npy`` of the same name when only that exists (the PNG path when neither does)."""
+    png = png_path(masks_dir, key)
+    npy = png.with_suffix(".npy")
+    return npy if not png.is_file() and npy.is_file() else png
 
 
 def mesh_candidates(cad_dir: pathlib.Path, model_id: str, dataset: str | None) -> list[pathlib.Path]:
@@ -116,6 +122,36 @@ def read_mask(path: pathlib.Path) -> np.ndarray:
     if arr.ndim != 2:
         raise ValueError(f"unexpected mask shape {arr.shape}")
     return arr != 0
+
+
+def read_reference(path: pathlib.Path, soft: bool = False) -> np.ndarray:
+    """A reference mask (module docstring) as ``(H, W)`` bool, or float32 probabilities.
+
+    Args:
+      path: a ``.png`` mask or a ``.npy`` probability map.
+      soft: keep probabilities: an ``.npy`` map as it is, an 8-bit greyscale PNG with more
+        than two grey levels as ``grey / 255`` (one with two levels or fewer, palette and
+        colour PNGs are binary masks: nonzero = foreground). Without ``soft`` every
+        reference is binary (an ``.npy`` map at ``>= 0.5``).
+
+    Raises:
+      ValueError: a non-2-D array, or an ``.npy`` map outside [0, 1].
+    """
+    if path.suffix == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+            raise ValueError(f"expected a 2-D array of probabilities, got {arr.dtype} {arr.shape}")
+        prob = arr.astype(np.float32)
+        if not (np.all(np.isfinite(prob)) and prob.min(initial=0) >= 0 and prob.max(initial=0) <= 1):
+            raise ValueError("probabilities must lie in [0, 1]")
+        return prob if soft else prob >= 0.5
+    if soft:
+        with Image.open(path) as im:
+            if im.mode == "L":
+                grey = np.asarray(im)
+                if len(np.unique(grey)) > 2:
+                    return grey.astype(np.float32) / 255.0
+    return read_mask(path)
 
 
 def scan(table: dict[str, anno_lib.Annotation], images_dir: pathlib.Path, masks_dir: pathlib.Path,

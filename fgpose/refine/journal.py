@@ -192,4 +192,6 @@ def refine_settings(annotations: pathlib.Path, config: search.SearchConfig, max_
     return {"annotations": str(pathlib.Path(annotations).resolve()), "schedule": config.schedule,
             "steps": list(config.steps), "alpha0": config.alpha0, "alpha_min": config.alpha_min,
             "max_sweeps": config.max_sweeps, "coarse": config.coarse, "coarse_alpha": config.coarse_alpha,
-            "max_faces": max_faces, "coarse_max_faces": coarse_max_faces, "drop_hidden_faces": drop_hidden_faces}
+            "max_faces": max_faces, "coarse_max_faces": coarse_max_faces, "drop_hidden_faces": drop_hidden_faces,
+            "objective": config.objective.name, "min_reference_iou": config.min_reference_iou,
+            "prior_scale": None if config.objective.prior_scale is None else list(config.objective.prior_scale)}

@@ -1,8 +1,11 @@
 """What refinement reports: per-image result records, the refined table, the summary.
 
 * :func:`result_records` — one JSON-ready record per refined image: the poses before
-  (``v1``) and after (``refined``, a release record, :func:`refined_record`), IoUs, sweeps,
-  moves, final alpha and frame height. These are what the progress journal holds
+  (``v1``) and after (``refined``, a release record, :func:`refined_record`), IoUs (plain,
+  with the binary reference: ``initial_iou`` says how far the reference is from the input
+  annotation), the objective's final score, whether the image was ``flagged`` (reference
+  and annotation disagree: left at its input pose), sweeps, moves, final alpha and frame
+  height. These are what the progress journal holds
   (:func:`fgpose.refine.journal.refine_journal`).
 * :func:`refined_table` — the output annotation table: the input's keys in its order, refined
   records where there are results, the original records elsewhere (skipped images);
@@ -64,6 +67,7 @@ def result_records(batch: SearchBatch, result: search.RefineResult) -> list[dict
             "initial_iou": float(result.initial_iou[i]), "iou": float(result.iou[i]),
             "sweeps": int(result.sweeps[i]), "moves": int(result.moves[i]), "alpha": float(result.alpha[i]),
             "frame_height": im.frame_height,
+            "score": float(result.score[i]), "flagged": bool(result.flagged[i]),
         })
     return records
 
@@ -118,6 +122,7 @@ def summarize(table: dict[str, anno_lib.Annotation], done: dict[str, dict], skip
     Returns:
       counts (``images``, ``refined``, ``refined_this_run``, ``resumed``, ``skipped``,
       ``skipped_by_reason``), ``mean_iou_before``/``mean_iou_after``, ``improved``,
+      ``flagged`` (the keys of the images whose reference disagreed with the annotation),
       ``mean_sweeps``, ``mean_abs_delta`` (``{field: {"mean_abs_delta", "unit"}}``, :data:`UNITS`),
       ``search_seconds``, ``seconds_per_image``; means are None without refined images.
     """
@@ -141,6 +146,7 @@ def summarize(table: dict[str, anno_lib.Annotation], done: dict[str, dict], skip
         "mean_iou_before": float(initial.mean()) if keys else None,
         "mean_iou_after": float(final.mean()) if keys else None,
         "improved": int((final > initial).sum()),
+        "flagged": [k for k in keys if done[k].get("flagged", False)],
         "mean_sweeps": float(np.mean([done[k]["sweeps"] for k in keys])) if keys else None,
         "mean_abs_delta": moved,
         "search_seconds": seconds,
@@ -149,10 +155,16 @@ def summarize(table: dict[str, anno_lib.Annotation], done: dict[str, dict], skip
     }
 
 
+def _first_keys(keys: list[str], shown: int = 5) -> str:
+    """``"k1, k2, ..., k5, ... (N more)"``: the first ``shown`` keys and how many are left out."""
+    return ", ".join(keys[:shown]) + (f", ... ({len(keys) - shown} more)" if len(keys) > shown else "")
+
+
 def print_summary(summary: dict, skipped: dict[str, Skip], file: TextIO | None = None) -> None:
     """Prints the summary for people (default to stdout): counts, skips by reason (those of
     :data:`~fgpose.refine.inputs.SKIP_REASONS` first, then the others as they first occur)
-    with up to five keys and one detail each, IoUs, mean changes, speed and overlay warnings."""
+    with up to five keys and one detail each, IoUs, mean changes, flagged images, speed and
+    overlay warnings."""
     p = lambda *a: print(*a, file=file or sys.stdout)  # noqa: E731
     p(f"refined {summary['refined']} of {summary['images']} images"
       + (f" ({summary['resumed']} from a previous run)" if summary["resumed"] else "")
@@ -161,13 +173,16 @@ def print_summary(summary: dict, skipped: dict[str, Skip], file: TextIO | None =
     for reason in list(SKIP_REASONS) + [r for r in by_reason if r not in SKIP_REASONS]:
         keys = by_reason.get(reason)
         if keys:
-            shown = ", ".join(keys[:5]) + (f", ... ({len(keys) - 5} more)" if len(keys) > 5 else "")
-            p(f"  skipped, {reason}: {len(keys)} ({shown}); e.g. {skipped[keys[0]][1]}")
+            p(f"  skipped, {reason}: {len(keys)} ({_first_keys(keys)}); e.g. {skipped[keys[0]][1]}")
     if summary["refined"]:
         p(f"mean IoU: {summary['mean_iou_before']:.4f} before -> {summary['mean_iou_after']:.4f} after "
           f"({summary['improved']} improved; {summary['mean_sweeps']:.1f} sweeps on average)")
         p("mean |change| per parameter: " + ", ".join(
             f"{k} {v['mean_abs_delta']:.4g} {v['unit']}" for k, v in summary["mean_abs_delta"].items()))
+    flagged = summary.get("flagged", [])
+    if flagged:
+        p(f"flagged, reference and annotation disagree (IoU below the minimum), left unrefined: {len(flagged)} "
+          f"({_first_keys(flagged)})")
     if summary["refined_this_run"]:
         p(f"search: {summary['search_seconds']:.1f} s for {summary['refined_this_run']} images, "
           f"{summary['seconds_per_image']:.3f} s/image (including JIT compilation)")

@@ -62,7 +62,8 @@ def refine_images(images: list[ImageInput], config: search.SearchConfig, meshes:
     """
     stats = RunStats()
     by_key = {im.key: im for im in images}
-    for batch in batching.search_batches(images, batch_size, meshes, skipped, on_skip, checks):
+    for batch in batching.search_batches(images, batch_size, meshes, skipped, on_skip, checks,
+                                         soft=config.objective.soft):
         t0 = time.perf_counter()
         result = batching.refine_batch(batch, config)
         stats.seconds += time.perf_counter() - t0

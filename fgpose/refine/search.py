@@ -1,8 +1,17 @@
 """Algorithm 1 as one jitted, batched greedy search.
 
-Objective: IoU between the silhouette rendered at a pose and a binary reference mask, both
-in the width-300 annotation frame of each image (reference masks of any resolution are
-first resized to it with nearest neighbour: :func:`to_annotation_frame`).
+Objective (``SearchConfig.objective``): by default the IoU between the silhouette rendered
+at a pose and a binary reference mask, both in the width-300 annotation frame of each image
+(reference masks of any resolution are first resized to it with nearest neighbour:
+:func:`to_annotation_frame`); robust variants (an uncertainty band around the reference
+boundary, soft references, a prior anchoring the pose to the input annotation) are in
+:mod:`fgpose.refine.objective`. Every schedule maximises the objective's score; the
+reported ``iou`` and ``initial_iou`` are always the plain IoU with the binary reference
+(a soft reference binarised at 0.5).
+
+Reference check (``SearchConfig.min_reference_iou``): an image whose input pose's
+silhouette has an IoU below this with its reference is *flagged* (reference and annotation
+disagree) and left at its input pose instead of being forced onto the reference.
 
 Schedules (``SearchConfig.schedule``), each move being ``p_i +- alpha * eps_i`` with the
 parameters in the order a, e, theta, d, f, u, v (``fgpose.camera.POSE_FIELDS``):
@@ -44,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fgpose import camera, raster
+from fgpose.refine import objective as objective_lib
 
 SCHEDULES = ("paper", "release", "parallel")
 DEFAULT_STEPS = (math.pi / 100, math.pi / 100, math.pi / 100, 0.01, 10.0, 1.0, 1.0)
@@ -71,6 +81,11 @@ class SearchConfig:
         the history holds the coarse pass's steps, then the fine pass's; ``max_sweeps``
         bounds each pass. Not for ``release`` (it has no alpha schedule).
       coarse_alpha: the alpha at which the full-frame pass takes over.
+      objective: what the search maximises: an :class:`fgpose.refine.objective.Objective`
+        or its spelling (``"iou"``, ``"band:2+map"``, ...; :func:`~fgpose.refine.objective.parse_objective`),
+        stored as an ``Objective``. ``"iou"`` (the default) is the published loop step for step.
+      min_reference_iou: images whose input pose has a plain IoU below this with the reference
+        are flagged and not refined (0 = never: the published behaviour).
     """
 
     schedule: str = "paper"
@@ -81,6 +96,8 @@ class SearchConfig:
     slice_size: int = 32
     coarse: int = 1
     coarse_alpha: float = 0.25
+    objective: objective_lib.Objective | str = "iou"
+    min_reference_iou: float = 0.0
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -98,6 +115,12 @@ class SearchConfig:
             raise ValueError(f"coarse must be at least 1, got {self.coarse}")
         if self.coarse > 1 and self.schedule == "release":
             raise ValueError("coarse-to-fine search needs an alpha schedule: use 'paper' or 'parallel', not 'release'")
+        if isinstance(self.objective, str):
+            object.__setattr__(self, "objective", objective_lib.parse_objective(self.objective))
+        elif not isinstance(self.objective, objective_lib.Objective):
+            raise ValueError(f"objective must be an Objective or its spelling, got {self.objective!r}")
+        if not 0 <= self.min_reference_iou <= 1:
+            raise ValueError(f"min_reference_iou must lie in [0, 1], got {self.min_reference_iou}")
         if self.coarse > 1 and not self.alpha_min <= self.coarse_alpha <= self.alpha0:
             raise ValueError(f"coarse_alpha must lie in [alpha_min, alpha0] = [{self.alpha_min}, {self.alpha0}], "
                              f"got {self.coarse_alpha}")
@@ -109,12 +132,17 @@ class RefineResult:
 
     Attributes:
       poses: ``(N, 7)`` float32 refined parameters in ``POSE_FIELDS`` order.
-      iou: ``(N,)`` final IoU; initial_iou: ``(N,)`` IoU at the starting pose.
+      iou: ``(N,)`` final plain IoU with the binary reference; initial_iou: ``(N,)`` the same
+        at the starting pose (how far the reference is from the input annotation).
       sweeps: ``(N,)`` sweeps (or parallel steps) run; moves: ``(N,)`` accepted moves.
       alpha: ``(N,)`` final step multiplier.
       history: ``(N, steps)`` int8, the move taken at each step: for ``paper``/``release``
         step ``7 * sweep + i`` tries parameter ``i`` and holds +1, -1 or 0 (no move); for
         ``parallel`` step ``k`` holds ``+-(i + 1)`` for the move on parameter ``i``, or 0.
+      score, initial_score: ``(N,)`` the objective's final and initial score (equal to
+        ``iou``/``initial_iou`` for the plain objective).
+      flagged: ``(N,)`` bool, ``initial_iou < min_reference_iou``: reference and annotation
+        disagree; the image was left at its input pose.
     """
 
     poses: np.ndarray
@@ -124,18 +152,22 @@ class RefineResult:
     moves: np.ndarray
     alpha: np.ndarray
     history: np.ndarray
+    score: np.ndarray | None = None
+    initial_score: np.ndarray | None = None
+    flagged: np.ndarray | None = None
 
 
 def to_annotation_frame(mask: np.ndarray, image_width: int | None = None, image_height: int | None = None) -> np.ndarray:
-    """Resizes a binary mask to the width-300 annotation frame (nearest neighbour).
+    """Resizes a mask to the width-300 annotation frame (nearest neighbour).
 
     Args:
-      mask: ``(H, W)`` mask of the photo (any dtype; nonzero = foreground).
+      mask: ``(H, W)`` mask of the photo: float = foreground probabilities (kept as such),
+        any other dtype = binary (nonzero = foreground).
       image_width, image_height: the photo's size when the mask has another resolution
         (default: the mask's own size).
 
     Returns:
-      ``(int(H_photo * 300 / W_photo), 300)`` bool.
+      ``(int(H_photo * 300 / W_photo), 300)`` bool, or float32 for a float mask.
     """
     m = np.asarray(mask)
     if m.ndim != 2:
@@ -143,6 +175,8 @@ def to_annotation_frame(mask: np.ndarray, image_width: int | None = None, image_
     w = m.shape[1] if image_width is None else image_width
     h = m.shape[0] if image_height is None else image_height
     frame_h = camera.annotation_frame_height(w, h)
+    if np.issubdtype(m.dtype, np.floating):
+        return cv2.resize(m.astype(np.float32), (camera.ANNOTATION_WIDTH, frame_h), interpolation=cv2.INTER_NEAREST)
     out = cv2.resize((m != 0).astype(np.uint8), (camera.ANNOTATION_WIDTH, frame_h), interpolation=cv2.INTER_NEAREST)
     return out > 0
 
@@ -161,8 +195,8 @@ def mask_iou(a: jax.Array, b: jax.Array, valid: jax.Array | None = None) -> jax.
 
 
 def _candidate_ious(vertices, faces, face_mask, candidates, frame_heights, reference, valid_rows, active, slice_size,
-                    subsample=1):
-    """IoU of the silhouettes of candidate poses with each image's reference.
+                    subsample=1, score=None):
+    """IoU (or another score) of the silhouettes of candidate poses with each image's reference.
 
     Args:
       vertices, faces, face_mask: ``(N, V, 3)``, ``(N, F, 3)``, ``(N, F)`` per-image meshes,
@@ -172,9 +206,11 @@ def _candidate_ious(vertices, faces, face_mask, candidates, frame_heights, refer
       subsample: render only every ``subsample``-th row and column of the annotation frame
         (pixel ``(i, j)`` of the render is pixel ``(s i, s j)`` of the frame, the same ray);
         ``reference`` and ``valid_rows`` are then the frame's masks subsampled likewise.
+      score: optional ``score(silhouettes (B, h, w) bool, images (B,) int) -> (B,)`` used
+        instead of the IoU with ``reference`` (e.g. :func:`fgpose.refine.objective.silhouette_score`).
 
     Returns:
-      ``(M, N)`` IoUs; 0 for inactive images (never used).
+      ``(M, N)`` IoUs (scores); 0 for inactive images (never used).
 
     Only the candidates of active images are rendered: they are put first (a stable sort)
     and a ``while_loop`` renders them ``slice_size`` at a time (``slice_size // 8`` at a time
@@ -204,7 +240,7 @@ def _candidate_ious(vertices, faces, face_mask, candidates, frame_heights, refer
         per_image = lambda x, nd: x[img] if x.ndim > nd else x  # noqa: E731
         sil = raster.silhouette(per_image(vertices, 2), per_image(faces, 2), proj, height, width,
                                 face_mask=per_image(face_mask, 1))
-        iou = mask_iou(sil, reference[img], valid_rows[img])
+        iou = mask_iou(sil, reference[img], valid_rows[img]) if score is None else score(sil, img)
         return start + size, ious.at[idx].set(iou, mode="drop")
 
     # Full slices while many candidates remain, then slices an eighth as large: a slot costs
@@ -229,7 +265,9 @@ def _search(vertices, faces, face_mask, params, frame_heights, reference, coarse
     n = params.shape[0]
     height = reference.shape[-2]
     valid_rows = (jnp.arange(height)[None, :, None] < frame_heights[:, None, None])
-    reference = reference & valid_rows
+    objective = config.objective
+    prepared = None if objective.plain else objective_lib.prepare_reference(reference, valid_rows, objective)
+    reference = (reference if reference.dtype == jnp.bool_ else reference >= 0.5) & valid_rows
 
     def per_image(v, f, fm):
         if v.ndim == 3 or f.ndim == 3 or fm.ndim == 2:  # per-image meshes
@@ -237,33 +275,53 @@ def _search(vertices, faces, face_mask, params, frame_heights, reference, coarse
                     jnp.broadcast_to(fm, (n,) + fm.shape[-1:]))
         return v, f, fm
 
-    def evaluator(sub, mesh):
+    def evaluator(sub, mesh, plain=objective.plain):
         ref_sub, rows_sub = reference[:, ::sub, ::sub], valid_rows[:, ::sub]  # once, outside the loops
+        score = None
+        if not plain and (objective.soft or objective.offset):
+            prep = prepared.subsampled(sub)
+            score_fn = objective_lib.offset_score if objective.offset else objective_lib.silhouette_score
+
+            def score(sil, img):
+                return score_fn(sil, prep, img)
+        elif not plain and objective.band > 0:  # binary masks: the plain IoU on the pixels outside the band
+            rows_sub = prepared.weight[:, ::sub, ::sub]
 
         def evaluate(cands, active):  # (M, N, 7) -> (M, N)
-            return _candidate_ious(*mesh, cands, frame_heights, ref_sub, rows_sub, active,
-                                   min(config.slice_size, cands.shape[0] * n), sub)
+            s = _candidate_ious(*mesh, cands, frame_heights, ref_sub, rows_sub, active,
+                                min(config.slice_size, cands.shape[0] * n), sub, score)
+            if not plain and objective.prior_weight > 0:  # anchored to the input annotation
+                s = s - objective_lib.prior_penalty(cands, params[None], objective)
+            return s
         return evaluate
 
+    everyone = jnp.ones((n,), bool)
     mesh = per_image(vertices, faces, face_mask)
     full = evaluator(1, mesh)
-    iou0 = full(params[None], jnp.ones((n,), bool))[0]
+    plain_iou = full if objective.plain else evaluator(1, mesh, plain=True)
+    iou0 = plain_iou(params[None], everyone)[0]
+    score0 = iou0 if objective.plain else full(params[None], everyone)[0]
+    flagged = iou0 < config.min_reference_iou  # reference and annotation disagree: not refined
     if config.coarse == 1:
-        out = _greedy(full, params, iou0, config.alpha0, config.alpha_min, config)
-        return out["params"], out["iou"], iou0, out["sweeps"], out["moves"], out["alpha"], out["history"]
-    # Coarse to fine: the same schedule on every `coarse`-th pixel down to coarse_alpha,
-    # then on the whole frame from there.
-    coarse = evaluator(config.coarse, mesh if coarse_mesh is None else per_image(*coarse_mesh))
-    first = _greedy(coarse, params, coarse(params[None], jnp.ones((n,), bool))[0], config.alpha0,
-                    config.coarse_alpha, config)
-    iou1 = full(first["params"][None], jnp.ones((n,), bool))[0]
-    out = _greedy(full, first["params"], iou1, config.coarse_alpha, config.alpha_min, config)
-    return (out["params"], out["iou"], iou0, first["sweeps"] + out["sweeps"], first["moves"] + out["moves"],
-            out["alpha"], jnp.concatenate([first["history"], out["history"]], axis=1))
+        out = _greedy(full, params, score0, config.alpha0, config.alpha_min, config, flagged)
+        sweeps, moves, history = out["sweeps"], out["moves"], out["history"]
+    else:
+        # Coarse to fine: the same schedule on every `coarse`-th pixel down to coarse_alpha,
+        # then on the whole frame from there.
+        coarse = evaluator(config.coarse, mesh if coarse_mesh is None else per_image(*coarse_mesh))
+        first = _greedy(coarse, params, coarse(params[None], everyone)[0], config.alpha0, config.coarse_alpha, config,
+                        flagged)
+        score1 = full(first["params"][None], everyone)[0]
+        out = _greedy(full, first["params"], score1, config.coarse_alpha, config.alpha_min, config, flagged)
+        sweeps, moves = first["sweeps"] + out["sweeps"], first["moves"] + out["moves"]
+        history = jnp.concatenate([first["history"], out["history"]], axis=1)
+    iou = out["iou"] if objective.plain else plain_iou(out["params"][None], everyone)[0]
+    return out["params"], iou, iou0, sweeps, moves, out["alpha"], history, out["iou"], score0, flagged
 
 
-def _greedy(evaluate, params, iou, alpha0, alpha_min, config):
-    """One greedy search (module docstring) from ``params`` (N, 7) with IoUs ``iou`` (N,).
+def _greedy(evaluate, params, iou, alpha0, alpha_min, config, done):
+    """One greedy search (module docstring) from ``params`` (N, 7) with scores ``iou`` (N,);
+    images with ``done`` (N,) bool set are left as they are.
 
     ``evaluate(candidates (M, N, 7), active (N,)) -> (M, N)`` scores poses. Returns the final
     state: params, iou, alpha, sweeps, moves and history (N, max_sweeps x 7, or x 1 for
@@ -273,7 +331,7 @@ def _greedy(evaluate, params, iou, alpha0, alpha_min, config):
     eps = jnp.asarray(config.steps, jnp.float32)
     state = dict(
         params=params, iou=iou, alpha=jnp.full((n,), alpha0, jnp.float32),
-        changed=jnp.zeros((n,), bool), done=jnp.zeros((n,), bool), known=jnp.zeros((n, 7), bool),
+        changed=jnp.zeros((n,), bool), done=done, known=jnp.zeros((n, 7), bool),
         sweeps=jnp.zeros((n,), jnp.int32), moves=jnp.zeros((n,), jnp.int32), param=jnp.int32(0),
         step=jnp.int32(0),
         history=jnp.zeros((n, config.max_sweeps * (1 if config.schedule == "parallel" else 7)), jnp.int8),
@@ -364,9 +422,11 @@ def refine(
       faces: ``(N, F, 3)`` or ``(F, 3)`` int32; face_mask: ``(N, F)`` bool for padded faces.
       poses: ``(N, 7)`` starting parameters in ``POSE_FIELDS`` order (radians, model units,
         pixels of the width-300 frame), or a batched :class:`fgpose.camera.Pose`.
-      reference_masks: ``(N, H, 300)`` bool references in each image's annotation frame,
-        padded to a common height ``H >= max(frame_heights)`` (rows beyond an image's own
-        frame height are ignored).
+      reference_masks: ``(N, H, 300)`` references in each image's annotation frame, padded
+        to a common height ``H >= max(frame_heights)`` (rows beyond an image's own frame
+        height are ignored): bool (or integer, nonzero = foreground) masks, or float
+        foreground probabilities in [0, 1] (used as such by a ``soft`` objective, binarised
+        at 0.5 otherwise).
       frame_heights: ``(N,)`` int, ``int(H_photo * 300 / W_photo)`` per image.
       coarse_mesh: optional ``(vertices, faces, face_mask)`` (shapes as above, ``face_mask``
         may be None) for the coarse pass of a coarse-to-fine search, e.g. the meshes
@@ -379,7 +439,14 @@ def refine(
     if isinstance(poses, camera.Pose):
         poses = poses.as_array()
     params = jnp.asarray(poses, jnp.float32)
-    ref = jnp.asarray(reference_masks, bool)
+    ref = np.asarray(reference_masks)
+    if not np.issubdtype(ref.dtype, np.floating):
+        ref = ref != 0  # bool or integer masks: nonzero = foreground
+    else:
+        ref = ref.astype(np.float32)
+        if not (np.all(np.isfinite(ref)) and ref.min(initial=0) >= 0 and ref.max(initial=0) <= 1):
+            raise ValueError("float reference masks must hold probabilities in [0, 1]")
+    ref = jnp.asarray(ref)
     heights = jnp.asarray(frame_heights, jnp.int32).reshape(-1)
     if params.ndim != 2 or params.shape[1] != 7:
         raise ValueError(f"poses must be (N, 7), got {params.shape}")
