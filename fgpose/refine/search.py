@@ -319,6 +319,14 @@ def _search(vertices, faces, face_mask, params, frame_heights, reference, coarse
     return out["params"], iou, iou0, sweeps, moves, out["alpha"], history, out["iou"], score0, flagged
 
 
+def _only_poses(candidates, scores):
+    """``scores (..., N)`` with ``-inf`` where ``candidates (..., N, 7)`` is not a pose: a
+    non-finite value, ``d <= 0`` or ``f <= 0`` (an overflowing step on an extreme record).
+    Such a candidate is never accepted; finite scores of real poses are unchanged."""
+    valid = jnp.all(jnp.isfinite(candidates), axis=-1) & (candidates[..., 3] > 0) & (candidates[..., 4] > 0)
+    return jnp.where(valid & ~jnp.isnan(scores), scores, -jnp.inf)
+
+
 def _greedy(evaluate, params, iou, alpha0, alpha_min, config, done):
     """One greedy search (module docstring) from ``params`` (N, 7) with scores ``iou`` (N,);
     images with ``done`` (N,) bool set are left as they are.
@@ -363,6 +371,7 @@ def _greedy(evaluate, params, iou, alpha0, alpha_min, config, done):
         # Skipping their render changes no decision, only the work.
         tried = ~s["done"] & ~s["known"][:, i]
         iou_p, iou_m = evaluate(jnp.stack([plus, minus]), tried)
+        iou_p, iou_m = _only_poses(plus, iou_p), _only_poses(minus, iou_m)
         take_plus = iou_p >= iou_m
         best_iou = jnp.where(take_plus, iou_p, iou_m)
         better = best_iou >= s["iou"] if config.schedule == "release" else best_iou > s["iou"]
@@ -386,7 +395,7 @@ def _greedy(evaluate, params, iou, alpha0, alpha_min, config, done):
         delta = jnp.einsum("p,k,n->pkn", eps, signs, s["alpha"]).reshape(14, n)
         one_hot = jnp.repeat(jnp.eye(7, dtype=jnp.float32), 2, axis=0)  # (14, 7)
         cands = s["params"][None] + delta[:, :, None] * one_hot[:, None, :]
-        ious = evaluate(cands, ~s["done"])  # (14, N)
+        ious = _only_poses(cands, evaluate(cands, ~s["done"]))  # (14, N)
         best = jnp.argmax(ious, axis=0)  # first maximum: earlier parameter, + before -
         best_iou = jnp.take_along_axis(ious, best[None], axis=0)[0]
         move = (best_iou > s["iou"]) & ~s["done"]
