@@ -11,6 +11,7 @@ through it. Any module may use it (it imports only NumPy and Pillow).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import shutil
@@ -20,7 +21,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 from PIL import Image
 
-__all__ = ["atomic_write", "check_writable_dir", "save_npy", "save_png"]
+__all__ = ["atomic_write", "check_writable_dir", "file_sha256", "save_npy", "save_png"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
@@ -94,3 +95,13 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Writes ``array`` as ``.npy``, atomically, creating the parent directory if needed."""
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda fh: np.save(fh, array))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks): the content key of the mesh
+    cache and of a finished refinement's outputs."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

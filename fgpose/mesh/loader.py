@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fgpose.atomic_io import atomic_write
+from fgpose.atomic_io import atomic_write, file_sha256
 from fgpose.mesh.io import MeshError, read_mesh_file
 from fgpose.mesh.simplify import decimate, normalize_mesh, remove_degenerate_faces
 from fgpose.mesh.types import Mesh
@@ -52,15 +52,6 @@ def default_cache_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "fgpose" / "meshes"
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ import json
 import pathlib
 
 from fgpose.atomic_io import atomic_write
-from fgpose.mesh.loader import file_sha256
+from fgpose.atomic_io import file_sha256
 
 COMPLETE_SUFFIX = ".complete.json"
 """The marker of a complete refinement writing ``<out>`` is ``<out><COMPLETE_SUFFIX>``."""
