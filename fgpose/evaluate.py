@@ -620,6 +620,19 @@ def _box_corners(v: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- CLI
 
 
+def restore_model_state(manager: ckpt.CheckpointManager, step: int, config, num_classes: int, model_fn,
+                        mesh) -> tuple[nnx.GraphDef, Any, Any]:
+    """The model of ``config`` with the state of checkpoint ``step`` of ``manager``, placed on
+    ``mesh``: ``(graphdef, state, state_shardings)``. The optimizer state's structure is only
+    needed to read the checkpoint and is dropped."""
+    graphdef, host_state = abstract_model(config, num_classes, model_fn)
+    shardings = distributed.param_shardings(host_state, mesh, config.train.param_sharding)
+    opt_abstract = jax.eval_shape(make_optimizer(config.optim).init, host_state["params"])
+    opt_shardings = distributed.param_shardings(opt_abstract, mesh, config.train.param_sharding)
+    state, _ = manager.restore(step, host_state, opt_abstract, shardings, opt_shardings)
+    return graphdef, state, shardings
+
+
 def evaluate_workdir(config, workdir: str | os.PathLike, *, step: int | None = None, model_fn=None,
                      eval_iterator_fn=None, num_classes: int | None = None) -> dict[str, Any]:
     """Restores ``step`` (default: latest) of ``workdir/checkpoints`` and runs :func:`evaluate`.
@@ -637,18 +650,13 @@ def evaluate_workdir(config, workdir: str | os.PathLike, *, step: int | None = N
         def model_fn(c, n, seed):
             return build_model(c, n, seed, pretrained=False)
 
-    graphdef, host_state = abstract_model(config, num_classes, model_fn)
-    shardings = distributed.param_shardings(host_state, mesh, config.train.param_sharding)
     manager = ckpt.CheckpointManager(pathlib.Path(workdir) / "checkpoints", keep=config.train.keep_checkpoints)
     try:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise ConfigError(f"no checkpoint in {pathlib.Path(workdir) / 'checkpoints'}: train first with "
                                     f"python -m fgpose.train --config <config> --workdir {workdir}")
-        tx = make_optimizer(config.optim)
-        opt_abstract = jax.eval_shape(tx.init, host_state["params"])
-        opt_shardings = distributed.param_shardings(opt_abstract, mesh, config.train.param_sharding)
-        state, _ = manager.restore(step, host_state, opt_abstract, shardings, opt_shardings)
+        graphdef, state, shardings = restore_model_state(manager, step, config, num_classes, model_fn, mesh)
     finally:
         manager.close()
     return evaluate(config, workdir, graphdef, state, mesh=mesh, step=step, state_shardings=shardings,

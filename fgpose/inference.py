@@ -40,9 +40,8 @@ from fgpose.config import ConfigError, resolve_num_classes, validate_config
 from fgpose.data import registry
 from fgpose.data.pipeline import collate
 from fgpose.data.preprocess import padding_example, preprocess_example
-from fgpose.evaluate import make_predict_fn
-from fgpose.models.build import ModelFn, abstract_model, build_model
-from fgpose.optim import make_optimizer
+from fgpose.evaluate import make_predict_fn, restore_model_state
+from fgpose.models.build import ModelFn, build_model
 from fgpose.prediction_writer import ClassInfo
 
 __all__ = ["Predictor", "WorkdirError", "class_names", "dataset_classes", "load_config", "load_predictor",
@@ -219,12 +218,8 @@ def load_predictor(workdir: str | pathlib.Path, *, step: int | None = None, batc
         if step not in manager.all_steps():
             raise WorkdirError(f"no checkpoint of step {step} in {workdir / 'checkpoints'} "
                                f"(steps: {manager.all_steps()})")
-        graphdef, host_state = abstract_model(config, num_classes, model_fn)
-        shardings = distributed.param_shardings(host_state, mesh, config.train.param_sharding)
-        opt_abstract = jax.eval_shape(make_optimizer(config.optim).init, host_state["params"])
-        opt_shardings = distributed.param_shardings(opt_abstract, mesh, config.train.param_sharding)
         try:
-            state, _ = manager.restore(step, host_state, opt_abstract, shardings, opt_shardings)
+            graphdef, state, shardings = restore_model_state(manager, step, config, num_classes, model_fn, mesh)
         except (ValueError, KeyError, TypeError) as exc:
             raise WorkdirError(f"the checkpoint of step {step} in {workdir / 'checkpoints'} does not fit the "
                                f"model of {workdir / CONFIG_FILE} with {num_classes} classes: {exc}") from None
