@@ -502,11 +502,8 @@ class PoseDetector(nnx.Module):
         targets = jax.tree.map(jax.lax.stop_gradient, targets)
         pred = out["pose"]
         beta = self.pose_beta
-        q_loss = jnp.sum(smooth_l1_loss(pred["quaternion"] - targets["quaternion"], beta), -1)
-        if self.sign_invariant:
-            q_loss = jnp.minimum(q_loss, jnp.sum(smooth_l1_loss(pred["quaternion"] + targets["quaternion"], beta), -1))
         terms = {
-            "quaternion": q_loss,
+            "quaternion": quaternion_loss(pred["quaternion"], targets["quaternion"], beta, self.sign_invariant),
             "offset": jnp.sum(smooth_l1_loss(pred["offset"] - targets["offset"], beta), -1),
             "distance": smooth_l1_loss(pred["distance"] - targets["distance"], beta),
             "focal": smooth_l1_loss(pred["focal"] - targets["focal"], beta),
